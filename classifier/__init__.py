@@ -1,0 +1,1 @@
+"""Chinese rumor and pseudoscience classification."""

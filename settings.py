@@ -1,0 +1,200 @@
+"""Typed settings: config.yaml, then PIYAO_<SECTION>__<KEY> environment overrides.
+
+One place holds every key and its default (the models below); config.yaml
+documents them. ``load_settings`` raises ``ConfigError`` whose message is one
+line naming the offending key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "PIYAO_"
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "config.yaml"
+
+
+class ConfigError(Exception):
+    """A bad configuration value; the message is one line naming the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StoreSettings(_Section):
+    # SQLAlchemy URL; empty means SQLite at <data_dir>/piyao.db (WAL mode).
+    url: str = ""
+    echo: bool = False
+
+
+class IndexSettings(_Section):
+    backend: Literal["embedded"] = "embedded"
+    # Embedded index file; empty means <data_dir>/index.sqlite.
+    path: str = ""
+    batch_size: int = Field(500, ge=1, le=100_000)
+
+
+class ImportSettings(_Section):
+    # Jaccard similarity (5-character shingles, MinHash) at which two debunks count as the same article.
+    near_duplicate_threshold: float = Field(0.9, gt=0.0, le=1.0)
+    minhash_permutations: int = Field(128, ge=16, le=1024)
+    # Articles whose cleaned text is shorter than this keep only their title as text.
+    min_text_chars: int = Field(20, ge=0)
+    # Debunks are stored with at most this many characters of cleaned text.
+    max_text_chars: int = Field(200_000, ge=1000)
+
+
+class ClassifierSettings(_Section):
+    # Model directory, relative to the project root or absolute.
+    model: str = "models/starter"
+    # A claim is flagged for review when its rumor score is at least this.
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    batch_size: int = Field(256, ge=1)
+
+
+class MatchingSettings(_Section):
+    top_k: int = Field(5, ge=1, le=100)
+    # Matches scoring below this (0..1, relative BM25) are dropped.
+    min_score: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class SpiderSettings(_Section):
+    model_config = ConfigDict(extra="allow")
+    enabled: bool = True
+    # Where the spider starts; point these at a mirror to crawl a copy of the site.
+    start_urls: list[str] = Field(default_factory=list)
+    # Stop after this many detail pages (0 = no limit).
+    max_items: int = Field(0, ge=0)
+
+
+class CrawlSettings(_Section):
+    user_agent: str = "piyao/0.1 (+https://github.com/piyao-project/piyao; science rumor refutation crawler)"
+    obey_robots: bool = True
+    download_delay: float = Field(1.0, ge=0.0)
+    concurrent_requests_per_domain: int = Field(2, ge=1, le=64)
+    autothrottle: bool = True
+    download_timeout: int = Field(30, ge=1)
+    retry_times: int = Field(3, ge=0)
+    # Largest response body accepted, in bytes.
+    max_page_bytes: int = Field(10_000_000, ge=10_000)
+    # Spiders that `piyao run` crawls, in order.
+    run: list[str] = Field(default_factory=lambda: ["piyao_org_cn", "claim_feed"])
+    spiders: dict[str, SpiderSettings] = Field(default_factory=dict)
+
+
+class QueueSettings(_Section):
+    # Claims shown by `piyao queue` by default.
+    limit: int = Field(20, ge=1, le=10_000)
+
+
+class Settings(_Section):
+    # Where the database, index and crawl jobs live; PIYAO_DATA_DIR or --data-dir override it.
+    data_dir: str = "var"
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    imports: ImportSettings = Field(default_factory=ImportSettings, alias="import")
+    classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
+    matching: MatchingSettings = Field(default_factory=MatchingSettings)
+    crawl: CrawlSettings = Field(default_factory=CrawlSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    # Derived paths -------------------------------------------------------
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite:///{self.data_path / 'piyao.db'}"
+
+    @property
+    def index_path(self) -> Path:
+        return Path(self.index.path).expanduser().resolve() if self.index.path else self.data_path / "index.sqlite"
+
+    @property
+    def model_path(self) -> Path:
+        p = Path(self.classifier.model).expanduser()
+        return p if p.is_absolute() else (Path(__file__).resolve().parent / p)
+
+    def spider(self, name: str) -> SpiderSettings:
+        return self.crawl.spiders.get(name) or SpiderSettings()
+
+
+def _env_overrides(environ: dict[str, str]) -> list[tuple[list[str], Any]]:
+    out = []
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__")]
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        out.append((path, value))
+    return out
+
+
+def _set_path(doc: dict[str, Any], path: list[str], value: Any, origin: str) -> None:
+    node = doc
+    for part in path[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{'.'.join(path)}: cannot override inside a non-mapping ({origin})")
+        node = nxt
+    node[path[-1]] = value
+
+
+def _describe(err: ValidationError, origin: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"{loc}: {msg} ({origin})"
+
+
+def load_settings(
+    config: str | os.PathLike[str] | None = None,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Read config.yaml (or ``config``), apply environment overrides, validate."""
+    environ = dict(os.environ if environ is None else environ)
+    path = Path(config) if config else DEFAULT_CONFIG
+    origin = str(path.name if config is None else path)
+    doc: dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text("utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{origin}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{origin}: the top level must be a mapping of sections")
+        doc = loaded
+    elif config is not None:
+        raise ConfigError(f"{origin}: config file not found")
+    for keypath, value in _env_overrides(environ):
+        _set_path(doc, keypath, value, f"environment {ENV_PREFIX}{'__'.join(p.upper() for p in keypath)}")
+    if environ.get("PIYAO_DATA_DIR"):
+        doc["data_dir"] = environ["PIYAO_DATA_DIR"]
+    if data_dir is not None:
+        doc["data_dir"] = str(data_dir)
+    env_keys = {".".join(p) for p, _ in _env_overrides(environ)}
+    try:
+        return Settings.model_validate(doc)
+    except ValidationError as err:
+        loc = ".".join(str(p) for p in err.errors()[0]["loc"])
+        source = "environment" if any(loc == k or loc.startswith(k + ".") for k in env_keys) else origin
+        raise ConfigError(_describe(err, source)) from None

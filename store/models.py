@@ -1,0 +1,164 @@
+"""SQLAlchemy 2 models. Schema changes go through Alembic (store/migrations)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class Debunk(Base):
+    """A curated refutation article."""
+
+    __tablename__ = "debunks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048), unique=True)
+    title: Mapped[str] = mapped_column(String(1000))
+    source: Mapped[str] = mapped_column(String(200), index=True)
+    published: Mapped[dt.date | None] = mapped_column(Date, index=True)
+    text: Mapped[str] = mapped_column(Text)
+    verdict: Mapped[str | None] = mapped_column(String(40))
+    editor: Mapped[str | None] = mapped_column(String(200))
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    # MinHash signature of the text, for near-duplicate detection across runs.
+    minhash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class CrawlRun(Base):
+    """One run of one spider."""
+
+    __tablename__ = "crawl_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spider: Mapped[str] = mapped_column(String(100), index=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    items: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    new_claims: Mapped[int] = mapped_column(Integer, default=0)
+    new_debunks: Mapped[int] = mapped_column(Integer, default=0)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Claim(Base):
+    """A statement seen online that may be a rumor."""
+
+    __tablename__ = "claims"
+    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_claim_source_external"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(200), index=True)
+    external_id: Mapped[str] = mapped_column(String(300))
+    url: Mapped[str | None] = mapped_column(String(2048))
+    text: Mapped[str] = mapped_column(Text)
+    published: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    first_seen: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    sightings: Mapped[int] = mapped_column(Integer, default=1)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    crawl_run_id: Mapped[int | None] = mapped_column(ForeignKey("crawl_runs.id"))
+    # Classifier output; NULL until classified.
+    score: Mapped[float | None] = mapped_column(Float)
+    label: Mapped[str | None] = mapped_column(String(40))
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    model_version: Mapped[str | None] = mapped_column(String(100))
+    classified_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    matched_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # new → queued → confirmed | dismissed | needs_debunk
+    status: Mapped[str] = mapped_column(String(20), default="new", index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    matches: Mapped[list[ClaimMatch]] = relationship(
+        back_populates="claim", cascade="all, delete-orphan", order_by="ClaimMatch.rank"
+    )
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class ClaimMatch(Base):
+    """A debunk that answers a claim, as found by matching."""
+
+    __tablename__ = "claim_matches"
+    __table_args__ = (UniqueConstraint("claim_id", "debunk_id", name="uq_match_claim_debunk"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    claim_id: Mapped[int] = mapped_column(ForeignKey("claims.id", ondelete="CASCADE"), index=True)
+    debunk_id: Mapped[int] = mapped_column(ForeignKey("debunks.id", ondelete="CASCADE"), index=True)
+    rank: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    snippet: Mapped[str | None] = mapped_column(Text)
+
+    claim: Mapped[Claim] = relationship(back_populates="matches")
+    debunk: Mapped[Debunk] = relationship()
+
+
+class Review(Base):
+    """An editor's decision on a claim."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    claim_id: Mapped[int] = mapped_column(ForeignKey("claims.id", ondelete="CASCADE"), index=True)
+    editor: Mapped[str] = mapped_column(String(100))
+    decision: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(Text)
+    debunk_id: Mapped[int | None] = mapped_column(ForeignKey("debunks.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AuditEvent(Base):
+    """Who changed what, when: old → new."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(50), index=True)
+    object_type: Mapped[str] = mapped_column(String(20))
+    object_id: Mapped[int | None] = mapped_column(Integer)
+    old: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    new: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class IndexOutbox(Base):
+    """A pending write to the search index; drained by `piyao index`."""
+
+    __tablename__ = "index_outbox"
+    __table_args__ = (Index("ix_outbox_doc", "doc_kind", "doc_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    doc_kind: Mapped[str] = mapped_column(String(10))  # debunk | claim
+    doc_id: Mapped[int] = mapped_column(Integer)
+    op: Mapped[str] = mapped_column(String(10))  # upsert | delete
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)

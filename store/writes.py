@@ -1,0 +1,162 @@
+"""Writing debunks and claims: exact and near-duplicate detection, outbox rows, audit events.
+
+Importers and Scrapy pipelines both write through these classes, so a debunk
+crawled tonight and one imported from a CSV are de-duplicated the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from datasketch import MinHash, MinHashLSH
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from classifier.text import normalize, shingles
+from store.audit import DebunkImported, DebunkUpdated
+from store.models import Claim, Debunk, IndexOutbox, utcnow
+from store.records import ClaimIn, DebunkIn
+
+_URL_OK = re.compile(r"^https?://[^\s/]+", re.I)
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(normalize(text).encode("utf-8")).hexdigest()
+
+
+def enqueue(session: Session, kind: str, doc_id: int, op: str = "upsert") -> None:
+    session.add(IndexOutbox(doc_kind=kind, doc_id=doc_id, op=op))
+
+
+@dataclass
+class WriteResult:
+    outcome: str  # imported | updated | unchanged | rejected
+    reason: str | None = None
+    debunk_id: int | None = None
+    duplicate_of: int | None = None
+
+
+@dataclass
+class DebunkWriter:
+    """Adds debunks to the store, one transaction per call to ``flush``.
+
+    Same URL: the row is updated when its content changed. Different URL but
+    near-identical text (MinHash Jaccard ≥ threshold): rejected as a near
+    duplicate of the earlier article.
+    """
+
+    session: Session
+    threshold: float = 0.9
+    num_perm: int = 128
+    actor: str = "import"
+    counts: Counter[str] = field(default_factory=Counter)
+    _lsh: MinHashLSH | None = None
+    _by_url: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
+        for did, url, sig in self.session.execute(select(Debunk.id, Debunk.url, Debunk.minhash)):
+            self._by_url[url] = did
+            if sig:
+                self._lsh.insert(did, self._load(sig), check_duplication=False)
+
+    def _minhash(self, text: str) -> MinHash:
+        m = MinHash(num_perm=self.num_perm)
+        grams = shingles(text)
+        if grams:
+            m.update_batch([g.encode("utf-8") for g in grams])
+        return m
+
+    def _load(self, blob: bytes) -> MinHash:
+        return MinHash(num_perm=self.num_perm, hashvalues=np.frombuffer(blob, dtype=np.uint64))
+
+    def add(self, item: DebunkIn) -> WriteResult:
+        res = self._add(item)
+        self.counts[res.outcome if res.outcome != "rejected" else f"rejected:{res.reason}"] += 1
+        return res
+
+    def _add(self, item: DebunkIn) -> WriteResult:
+        url = (item.url or "").strip()
+        title = (item.title or "").strip()
+        if not url or not _URL_OK.match(url):
+            return WriteResult("rejected", "bad_url")
+        if not title and not item.text.strip():
+            return WriteResult("rejected", "empty")
+        text = item.text.strip() or title
+        title = title or text[:60]
+        chash = content_hash(title + "\n" + text)
+        existing_id = self._by_url.get(url)
+        if existing_id is not None:
+            row = self.session.get(Debunk, existing_id)
+            if row is None:  # pending in this batch but not flushed: treat as same
+                return WriteResult("unchanged", debunk_id=existing_id)
+            if row.content_hash == chash and row.source == item.source:
+                return WriteResult("unchanged", debunk_id=row.id)
+            old = {"title": row.title, "source": row.source, "content_hash": row.content_hash}
+            mh = self._minhash(text)
+            row.title, row.text, row.source = title, text, item.source
+            row.published = item.published or row.published
+            row.verdict = item.verdict or row.verdict
+            row.editor = item.editor or row.editor
+            row.content_hash = chash
+            row.minhash = mh.hashvalues.astype(np.uint64).tobytes()
+            enqueue(self.session, "debunk", row.id)
+            DebunkUpdated(self.actor, row.id, old, {"title": title, "source": item.source, "content_hash": chash}).record(self.session)
+            return WriteResult("updated", debunk_id=row.id)
+        mh = self._minhash(text)
+        assert self._lsh is not None
+        dups = self._lsh.query(mh)
+        if dups:
+            return WriteResult("rejected", "near_duplicate", duplicate_of=min(dups))
+        row = Debunk(
+            url=url,
+            title=title[:1000],
+            text=text,
+            source=item.source,
+            published=item.published,
+            verdict=item.verdict,
+            editor=item.editor,
+            content_hash=chash,
+            minhash=mh.hashvalues.astype(np.uint64).tobytes(),
+        )
+        self.session.add(row)
+        self.session.flush()
+        self._by_url[url] = row.id
+        self._lsh.insert(row.id, mh, check_duplication=False)
+        enqueue(self.session, "debunk", row.id)
+        DebunkImported(self.actor, row.id, None, {"url": url, "title": row.title, "source": item.source}).record(self.session)
+        return WriteResult("imported", debunk_id=row.id)
+
+
+def add_claim(session: Session, item: ClaimIn, *, crawl_run_id: int | None = None) -> tuple[Claim, bool]:
+    """Store a claim sighting. The same claim seen again (same source id or same text) counts a sighting."""
+    text = item.text.strip()
+    chash = content_hash(text)
+    external_id = item.external_id or item.url or chash
+    row = session.scalar(select(Claim).where(Claim.source == item.source, Claim.external_id == external_id))
+    if row is None:
+        row = session.scalar(select(Claim).where(Claim.content_hash == chash).limit(1))
+    now = utcnow()
+    if row is not None:
+        row.sightings += 1
+        row.last_seen = now
+        return row, False
+    row = Claim(
+        source=item.source,
+        external_id=external_id[:300],
+        url=item.url,
+        text=text,
+        published=item.published,
+        content_hash=chash,
+        crawl_run_id=crawl_run_id,
+        first_seen=now,
+        last_seen=now,
+    )
+    session.add(row)
+    session.flush()
+    enqueue(session, "claim", row.id)
+    return row, True
