@@ -59,8 +59,8 @@ class ClassifierSettings(_Section):
 
 class MatchingSettings(_Section):
     top_k: int = Field(5, ge=1, le=100)
-    # Matches scoring below this (0..1, relative BM25) are dropped.
-    min_score: float = Field(0.0, ge=0.0, le=1.0)
+    # Matches whose BM25 score is below this are dropped (0 keeps all).
+    min_score: float = Field(0.0, ge=0.0)
 
 
 class SpiderSettings(_Section):

@@ -36,7 +36,8 @@ class Debunk(Base):
     __tablename__ = "debunks"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    url: Mapped[str] = mapped_column(String(2048), unique=True)
+    # Not unique: some sources publish several articles under one URL.
+    url: Mapped[str] = mapped_column(String(2048), index=True)
     title: Mapped[str] = mapped_column(String(1000))
     source: Mapped[str] = mapped_column(String(200), index=True)
     published: Mapped[dt.date | None] = mapped_column(Date, index=True)

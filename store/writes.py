@@ -21,6 +21,8 @@ from store.audit import DebunkImported, DebunkUpdated
 from store.models import Claim, Debunk, IndexOutbox, utcnow
 from store.records import ClaimIn, DebunkIn
 
+# Stored signatures are only comparable under the scheme that made them.
+MINHASH_SCHEME = "affine32"
 _URL_OK = re.compile(r"^https?://[^\s/]+", re.I)
 
 
@@ -55,24 +57,48 @@ class DebunkWriter:
     actor: str = "import"
     counts: Counter[str] = field(default_factory=Counter)
     _lsh: MinHashLSH | None = None
-    _by_url: dict[str, int] = field(default_factory=dict)
+    _by_url: dict[str, list[int]] = field(default_factory=dict)
+    _sigs: dict[int, MinHash] = field(default_factory=dict)
+    _titles: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
-        for did, url, sig in self.session.execute(select(Debunk.id, Debunk.url, Debunk.minhash)):
-            self._by_url[url] = did
-            if sig:
-                self._lsh.insert(did, self._load(sig), check_duplication=False)
+        for did, url, title, sig in self.session.execute(select(Debunk.id, Debunk.url, Debunk.title, Debunk.minhash)):
+            self._remember(did, url, title, self._load(sig) if sig else None)
+
+    def _remember(self, did: int, url: str, title: str, mh: MinHash | None) -> None:
+        self._by_url.setdefault(url, []).append(did)
+        self._titles[did] = normalize(title)
+        if mh is not None:
+            self._sigs[did] = mh
+            assert self._lsh is not None
+            self._lsh.insert(did, mh, check_duplication=False)
+
+    def _same_article(self, url: str, title: str) -> int | None:
+        """The stored article this one is a version of: the same URL, and the same title
+        when several articles share that URL.
+
+        Some sources give several different articles one URL (a scraper's
+        mistake in the shared Weibo export, list pages); those stay separate.
+        """
+        ids = self._by_url.get(url, [])
+        if len(ids) == 1 and not self._titles.get(ids[0]):
+            return ids[0]
+        ntitle = normalize(title)
+        for did in ids:
+            if self._titles.get(did) == ntitle:
+                return did
+        return None
 
     def _minhash(self, text: str) -> MinHash:
-        m = MinHash(num_perm=self.num_perm)
+        m = MinHash(num_perm=self.num_perm, scheme=MINHASH_SCHEME)
         grams = shingles(text)
         if grams:
             m.update_batch([g.encode("utf-8") for g in grams])
         return m
 
     def _load(self, blob: bytes) -> MinHash:
-        return MinHash(num_perm=self.num_perm, hashvalues=np.frombuffer(blob, dtype=np.uint64))
+        return MinHash(num_perm=self.num_perm, hashvalues=np.frombuffer(blob, dtype=np.uint64), scheme=MINHASH_SCHEME)
 
     def add(self, item: DebunkIn) -> WriteResult:
         res = self._add(item)
@@ -89,25 +115,26 @@ class DebunkWriter:
         text = item.text.strip() or title
         title = title or text[:60]
         chash = content_hash(title + "\n" + text)
-        existing_id = self._by_url.get(url)
+        # Title and body together are the article: near-duplicate detection sees both.
+        mh = self._minhash(title + "\n" + text)
+        existing_id = self._same_article(url, title)
         if existing_id is not None:
             row = self.session.get(Debunk, existing_id)
-            if row is None:  # pending in this batch but not flushed: treat as same
-                return WriteResult("unchanged", debunk_id=existing_id)
+            if row is None:
+                return WriteResult("rejected", "missing_row")
             if row.content_hash == chash and row.source == item.source:
                 return WriteResult("unchanged", debunk_id=row.id)
             old = {"title": row.title, "source": row.source, "content_hash": row.content_hash}
-            mh = self._minhash(text)
             row.title, row.text, row.source = title, text, item.source
             row.published = item.published or row.published
             row.verdict = item.verdict or row.verdict
             row.editor = item.editor or row.editor
             row.content_hash = chash
             row.minhash = mh.hashvalues.astype(np.uint64).tobytes()
+            self._titles[row.id], self._sigs[row.id] = normalize(title), mh
             enqueue(self.session, "debunk", row.id)
             DebunkUpdated(self.actor, row.id, old, {"title": title, "source": item.source, "content_hash": chash}).record(self.session)
             return WriteResult("updated", debunk_id=row.id)
-        mh = self._minhash(text)
         assert self._lsh is not None
         dups = self._lsh.query(mh)
         if dups:
@@ -125,8 +152,7 @@ class DebunkWriter:
         )
         self.session.add(row)
         self.session.flush()
-        self._by_url[url] = row.id
-        self._lsh.insert(row.id, mh, check_duplication=False)
+        self._remember(row.id, url, row.title, mh)
         enqueue(self.session, "debunk", row.id)
         DebunkImported(self.actor, row.id, None, {"url": url, "title": row.title, "source": item.source}).record(self.session)
         return WriteResult("imported", debunk_id=row.id)

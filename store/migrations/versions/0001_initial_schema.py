@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-30 01:12:44.467106
+Create Date: 2026-11-30 01:17:29.619771
 """
 
 from __future__ import annotations
@@ -64,13 +64,13 @@ def upgrade() -> None:
     sa.Column('minhash', sa.LargeBinary(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('url')
+    sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('debunks', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_debunks_content_hash'), ['content_hash'], unique=False)
         batch_op.create_index(batch_op.f('ix_debunks_published'), ['published'], unique=False)
         batch_op.create_index(batch_op.f('ix_debunks_source'), ['source'], unique=False)
+        batch_op.create_index(batch_op.f('ix_debunks_url'), ['url'], unique=False)
 
     op.create_table('index_outbox',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -172,6 +172,7 @@ def downgrade() -> None:
 
     op.drop_table('index_outbox')
     with op.batch_alter_table('debunks', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_debunks_url'))
         batch_op.drop_index(batch_op.f('ix_debunks_source'))
         batch_op.drop_index(batch_op.f('ix_debunks_published'))
         batch_op.drop_index(batch_op.f('ix_debunks_content_hash'))

@@ -1,0 +1,143 @@
+"""Running piyao's spiders from Python (what ``piyao crawl`` / ``piyao run`` call).
+
+``crawl`` runs the named spiders one after another in ONE Scrapy
+CrawlerProcess in the current process. Twisted's reactor can be started only
+once per process, so call ``crawl`` at most once per process (a CLI command is
+fine); code that needs several crawls, such as tests, should run each in a
+subprocess (``python -m scrapy crawl NAME`` from the repository root, or a
+fresh ``python -c`` that calls ``crawl``). Spiders run sequentially, not in
+parallel, so that only one of them writes to the store at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FILE = "last_crawl.json"  # under <data_dir>/crawl/
+
+
+def _summary(name: str, stats: dict[str, Any], *, status: str, reason: str | None = None) -> dict[str, Any]:
+    return {
+        "spider": name,
+        "status": status,  # finished | failed | skipped
+        "reason": reason,
+        "crawl_run_id": stats.get("piyao/crawl_run_id"),
+        "pages": int(stats.get("response_received_count", 0) or 0),
+        "items": int(stats.get("item_scraped_count", 0) or 0),
+        "new_claims": int(stats.get("piyao/new_claims", 0) or 0),
+        "new_debunks": int(stats.get("piyao/new_debunks", 0) or 0),
+        "errors": int(stats.get("log_count/ERROR", 0) or 0),
+    }
+
+
+def plan(settings: Settings, spider_names: list[str], overrides: dict[str, list[str]] | None = None) -> tuple[list[tuple[str, list[str]]], list[dict[str, Any]]]:
+    """(spiders to run with their start URLs, summaries of the skipped ones)."""
+    from scrapy.spiderloader import SpiderLoader
+    from scrapy.settings import Settings as ScrapySettings
+
+    from crawlers.settings import scrapy_settings
+
+    known = set(SpiderLoader.from_settings(ScrapySettings(scrapy_settings(settings))).list())
+    overrides = overrides or {}
+    to_run: list[tuple[str, list[str]]] = []
+    skipped: list[dict[str, Any]] = []
+    for name in spider_names:
+        conf = settings.spider(name)
+        urls = list(overrides.get(name) or [])
+        reason = None
+        if name not in known:
+            reason = f"unknown spider (known: {', '.join(sorted(known))})"
+        elif not urls and not conf.enabled:
+            reason = "disabled in the configuration (crawl.spiders.%s.enabled: false)" % name
+        elif not urls and not conf.start_urls:
+            reason = "no start_urls configured (crawl.spiders.%s.start_urls)" % name
+        if reason:
+            skipped.append(_summary(name, {}, status="skipped", reason=reason))
+            logger.warning("skipping spider %s: %s", name, reason)
+        else:
+            to_run.append((name, urls or list(conf.start_urls)))
+    return to_run, skipped
+
+
+def crawl(settings: Settings, spider_names: list[str], *, overrides: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+    """Run ``spider_names`` in order and return one summary dict per spider.
+
+    ``overrides`` maps a spider name to start URLs used instead of the
+    configured ones (a spider given start URLs here runs even if disabled).
+    Each summary holds spider, status (finished | failed | skipped), reason,
+    crawl_run_id, pages, items, new_claims, new_debunks, errors; the list is
+    also written as JSON to <data_dir>/crawl/last_crawl.json.
+
+    Starts Twisted's reactor: call at most once per process (see the module doc).
+    """
+    from scrapy.crawler import CrawlerProcess
+    from twisted.internet import defer
+
+    from crawlers.settings import scrapy_settings
+
+    to_run, skipped = plan(settings, spider_names, overrides)
+    order = {name: i for i, name in enumerate(spider_names)}
+    results: list[dict[str, Any]] = list(skipped)
+    if to_run:
+        process = CrawlerProcess(scrapy_settings(settings))
+        crawlers = [(name, urls, process.create_crawler(name)) for name, urls in to_run]  # the first installs the reactor
+
+        @defer.inlineCallbacks
+        def run_all() -> Any:
+            try:
+                for name, urls, crawler in crawlers:
+                    try:
+                        yield process.crawl(crawler, start_urls=urls)
+                    except Exception as exc:  # noqa: BLE001 - one broken spider must not stop the others
+                        logger.exception("spider %s failed", name)
+                        stats = dict(crawler.stats.get_stats()) if crawler.stats else {}
+                        results.append(_summary(name, stats, status="failed", reason=f"{exc.__class__.__name__}: {exc}"))
+                        continue
+                    stats = dict(crawler.stats.get_stats())
+                    reason = stats.get("finish_reason")
+                    ok = reason == "finished" or str(reason or "").startswith("closespider_")
+                    results.append(_summary(name, stats, status="finished" if ok else "failed", reason=reason))
+            finally:
+                from twisted.internet import reactor
+
+                if reactor.running:
+                    reactor.stop()
+
+        run_all()
+        process.start(stop_after_crawl=False)
+    results.sort(key=lambda r: order.get(r["spider"], len(order)))
+    _write_summary(settings, results)
+    for r in results:
+        logger.info(
+            "%s: %s%s — run %s, %d pages, %d items, %d new debunks, %d new claims, %d errors",
+            r["spider"], r["status"], f" ({r['reason']})" if r["reason"] else "", r["crawl_run_id"],
+            r["pages"], r["items"], r["new_debunks"], r["new_claims"], r["errors"],
+        )  # fmt: skip
+    return results
+
+
+def _write_summary(settings: Settings, results: list[dict[str, Any]]) -> Path | None:
+    path = settings.data_path / "crawl" / SUMMARY_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        logger.warning("could not write the crawl summary %s: %s", path, exc)
+        return None
+    return path
+
+
+def read_last_summary(settings: Settings) -> list[dict[str, Any]]:
+    """The summaries the last ``crawl`` wrote ([] when there are none)."""
+    path = settings.data_path / "crawl" / SUMMARY_FILE
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return []

@@ -1,0 +1,47 @@
+"""What piyao's spiders share: start URLs and item limits from piyao's settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import scrapy
+
+from crawlers.settings import piyao_settings_of
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [u.strip() for u in value.split(",") if u.strip()]
+    return [str(u).strip() for u in value if str(u).strip()]
+
+
+class PiyaoSpider(scrapy.Spider):
+    """Start URLs: ``-a start_url=URL[,URL]`` or ``start_urls=[...]`` (crawl()), else the config's.
+
+    ``-a max_items=N`` overrides the configured max_items (0 = no limit).
+    """
+
+    default_start_urls: list[str] = []
+
+    def __init__(self, *args: Any, start_url: str | None = None, start_urls: Any = None, max_items: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._arg_start_urls = _as_list(start_url) + _as_list(start_urls)
+        self._arg_max_items = None if max_items in (None, "") else int(max_items)
+        self.start_urls = list(self._arg_start_urls)
+        self.max_items = self._arg_max_items or 0
+
+    @classmethod
+    def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> PiyaoSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        conf = piyao_settings_of(crawler.settings).spider(spider.name)
+        if not spider.start_urls:
+            spider.start_urls = list(conf.start_urls) or list(cls.default_start_urls)
+        if spider._arg_max_items is None:
+            spider.max_items = conf.max_items
+        spider.spider_conf = conf
+        return spider
+
+    def limit_reached(self, count: int) -> bool:
+        return bool(self.max_items) and count >= self.max_items

@@ -1,0 +1,1 @@
+"""The demo: a small corpus and a synthetic mirror site served on loopback."""

@@ -1,0 +1,86 @@
+"""Draining the store's outbox into the search index.
+
+Every store write that the index must see adds an outbox row in the same
+transaction. Draining reads rows in order, writes the documents, and deletes
+the rows only after the backend accepted them: an index outage loses nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from sqlalchemy import delete, func, select
+
+from index.backend import Backend, IndexDoc
+from store.db import Store
+from store.models import Claim, Debunk, IndexOutbox
+
+
+def debunk_doc(d: Debunk) -> IndexDoc:
+    return IndexDoc(key=f"debunk:{d.id}", kind="debunk", title=d.title, text=d.text, source=d.source, url=d.url, date=d.published)
+
+
+def claim_doc(c: Claim) -> IndexDoc:
+    return IndexDoc(
+        key=f"claim:{c.id}",
+        kind="claim",
+        title=c.text[:80],
+        text=c.text,
+        source=c.source,
+        url=c.url,
+        date=(c.published or c.first_seen).date() if (c.published or c.first_seen) else None,
+    )
+
+
+def backlog(store: Store) -> int:
+    with store.session() as s:
+        return int(s.scalar(select(func.count()).select_from(IndexOutbox)) or 0)
+
+
+def drain(
+    store: Store,
+    backend: Backend,
+    *,
+    batch_size: int = 500,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Index everything pending; returns the number of outbox rows processed."""
+    done = 0
+    while True:
+        with store.session() as s:
+            rows = s.scalars(select(IndexOutbox).order_by(IndexOutbox.id).limit(batch_size)).all()
+            if not rows:
+                return done
+            # The newest operation per document wins.
+            latest: dict[tuple[str, int], str] = {}
+            for r in rows:
+                latest[(r.doc_kind, r.doc_id)] = r.op
+            upserts: list[IndexDoc] = []
+            deletes: list[str] = []
+            deb_ids = [i for (k, i), op in latest.items() if k == "debunk" and op == "upsert"]
+            clm_ids = [i for (k, i), op in latest.items() if k == "claim" and op == "upsert"]
+            found: set[tuple[str, int]] = set()
+            for d in s.scalars(select(Debunk).where(Debunk.id.in_(deb_ids))) if deb_ids else []:
+                upserts.append(debunk_doc(d))
+                found.add(("debunk", d.id))
+            for c in s.scalars(select(Claim).where(Claim.id.in_(clm_ids))) if clm_ids else []:
+                upserts.append(claim_doc(c))
+                found.add(("claim", c.id))
+            for (k, i), op in latest.items():
+                if op == "delete" or (k, i) not in found:
+                    deletes.append(f"{k}:{i}")
+            ids = [r.id for r in rows]
+            try:
+                if upserts:
+                    backend.upsert(upserts)
+                if deletes:
+                    backend.delete(deletes)
+            except Exception as exc:
+                for r in rows:
+                    r.attempts += 1
+                    r.last_error = f"{exc.__class__.__name__}: {exc}"[:2000]
+                raise
+            s.execute(delete(IndexOutbox).where(IndexOutbox.id.in_(ids)))
+        done += len(ids)
+        if progress:
+            progress(len(ids))

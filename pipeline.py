@@ -1,0 +1,524 @@
+"""The piyao pipeline as functions, and the `piyao` command line.
+
+crawl → classify → index → match → queue. Each step is a function taking the
+settings and the open store, so the CLI, the scheduler and tests call the same
+code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, TextIO
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy import func, select
+
+from settings import ConfigError, Settings, load_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+console = Console(stderr=True)
+out = Console()
+
+
+class UserError(click.ClickException):
+    """An error the user can fix; printed as one line, exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:  # noqa: D102 - one line, no usage dump
+        click.echo(f"piyao: error: {self.format_message()}", err=True)
+
+
+# --------------------------------------------------------------------------- context
+@dataclass
+class Context:
+    settings: Settings
+    _store: Any = None
+    _backend: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            from store.db import StoreError, open_store
+
+            try:
+                self._store = open_store(self.settings.store_url, echo=self.settings.store.echo)
+            except StoreError as exc:
+                raise UserError(str(exc)) from None
+        return self._store
+
+    @property
+    def backend(self) -> Any:
+        if self._backend is None:
+            from index import BackendError, open_backend
+
+            try:
+                self._backend = open_backend(self.settings)
+            except BackendError as exc:
+                raise UserError(str(exc)) from None
+        return self._backend
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+        if self._store is not None:
+            self._store.close()
+
+
+def progress_bar(transient: bool = False) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=transient,
+        disable=not console.is_terminal,
+    )
+
+
+# --------------------------------------------------------------------------- pipeline steps
+def index_pending(ctx: Context, *, show_progress: bool = True) -> int:
+    """Drain the outbox into the index."""
+    from index.outbox import backlog, drain
+
+    pending = backlog(ctx.store)
+    if not pending:
+        return 0
+    with progress_bar(transient=True) as prog:
+        task = prog.add_task("indexing", total=pending) if show_progress else None
+
+        def advance(n: int) -> None:
+            if task is not None:
+                prog.advance(task, n)
+
+        return drain(ctx.store, ctx.backend, batch_size=ctx.settings.index.batch_size, progress=advance)
+
+
+def load_classifier(ctx: Context, model_path: str | None = None) -> Any:
+    from classifier.predict import load_model
+
+    path = Path(model_path) if model_path else ctx.settings.model_path
+    if not path.exists():
+        raise UserError(f"classifier.model: no model at {path} (train one with `piyao train`)")
+    try:
+        return load_model(path)
+    except Exception as exc:  # noqa: BLE001 - a broken model directory is the user's to fix
+        raise UserError(f"cannot load the model at {path}: {exc}") from None
+
+
+def classify_stored_claims(ctx: Context) -> tuple[int, int]:
+    """Classify claims that have no score yet; returns (classified, flagged)."""
+    from classifier.predict import classify_records
+    from store.models import Claim, utcnow
+
+    with ctx.store.session() as s:
+        claims = s.scalars(select(Claim).where(Claim.score.is_(None))).all()
+        if not claims:
+            return 0, 0
+        model = load_classifier(ctx)
+        by_id = {c.id: c for c in claims}
+        flagged = 0
+        results = classify_records(
+            model,
+            ({"id": c.id, "text": c.text} for c in claims),
+            threshold=ctx.settings.classifier.threshold,
+            batch_size=ctx.settings.classifier.batch_size,
+        )
+        now = utcnow()
+        for r in results:
+            c = by_id[r["id"]]
+            c.score, c.label, c.flagged = float(r["score"]), r["label"], bool(r["flagged"])
+            c.model_version, c.classified_at = r.get("model_version"), now
+            flagged += c.flagged
+    return len(claims), flagged
+
+
+def run_once(ctx: Context, spiders: list[str] | None = None, overrides: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """crawl → classify → index → match → queue, once."""
+    from crawlers.run import crawl
+    from index.matching import match_stored_claims
+    from review.queue import enqueue_flagged
+
+    names = spiders or ctx.settings.crawl.run
+    ctx.store  # migrate before the crawl opens its own connection
+    crawl_stats = crawl(ctx.settings, names, overrides=overrides)
+    classified, flagged = classify_stored_claims(ctx)
+    indexed = index_pending(ctx)
+    processed, matched = match_stored_claims(
+        ctx.store, ctx.backend, top_k=ctx.settings.matching.top_k, min_score=ctx.settings.matching.min_score
+    )
+    queued = enqueue_flagged(ctx.store)
+    return {
+        "crawl": crawl_stats,
+        "pages": sum(int(c.get("pages", 0) or 0) for c in crawl_stats),
+        "new_claims": sum(int(c.get("new_claims", 0) or 0) for c in crawl_stats),
+        "new_debunks": sum(int(c.get("new_debunks", 0) or 0) for c in crawl_stats),
+        "classified": classified,
+        "flagged": flagged,
+        "indexed": indexed,
+        "matched": matched,
+        "match_processed": processed,
+        "queued": queued,
+    }
+
+
+def status_counts(ctx: Context) -> dict[str, int]:
+    from index.outbox import backlog
+    from store.models import Claim, Debunk
+
+    with ctx.store.session() as s:
+        counts = {
+            "debunks": s.scalar(select(func.count()).select_from(Debunk)) or 0,
+            "claims": s.scalar(select(func.count()).select_from(Claim)) or 0,
+            "flagged": s.scalar(select(func.count()).select_from(Claim).where(Claim.flagged.is_(True))) or 0,
+            "queued": s.scalar(select(func.count()).select_from(Claim).where(Claim.status == "queued")) or 0,
+        }
+    counts["index_documents"] = ctx.backend.count()
+    counts["outbox_backlog"] = backlog(ctx.store)
+    return {k: int(v) for k, v in counts.items()}
+
+
+# --------------------------------------------------------------------------- JSONL helpers
+@contextmanager
+def open_out(path: str) -> Iterator[TextIO]:
+    if path == "-":
+        yield sys.stdout
+        return
+    tmp = Path(path + ".part")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            yield fh
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_records(path: str) -> list[dict[str, Any]]:
+    """JSONL lines {"id", "text", ...}; a bad line is a one-line error naming it."""
+    fh = sys.stdin if path == "-" else None
+    try:
+        text = fh.read() if fh else Path(path).read_text("utf-8-sig")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+    records = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+        if not isinstance(rec, dict) or "id" not in rec or not isinstance(rec.get("text"), str):
+            raise UserError(f"{path}:{n}: each line needs an \"id\" and a string \"text\"")
+        records.append(rec)
+    return records
+
+
+# --------------------------------------------------------------------------- CLI
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="PIYAO_CONFIG", help="Configuration file (default: config.yaml beside the code; env PIYAO_CONFIG).")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Where the database and index live (default ./var; env PIYAO_DATA_DIR).")
+@click.pass_context
+def cli(click_ctx: click.Context, config_path: str | None, data_dir: str | None) -> None:
+    """piyao — science rumor refutation: crawl, classify, index, match, review."""
+    try:
+        settings = load_settings(config_path, data_dir=data_dir)
+    except ConfigError as exc:
+        raise UserError(f"config: {exc}") from None
+    ctx = Context(settings)
+    click_ctx.obj = ctx
+    click_ctx.call_on_close(ctx.close)
+
+
+@cli.group()
+def debunks() -> None:
+    """Curated debunk articles."""
+
+
+@debunks.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--source", help="Outlet name for every row (default: a row's source, else the file name).")
+@click.option("--no-index", is_flag=True, help="Store only; leave the index writes in the outbox.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def debunks_import(ctx: Context, files: tuple[str, ...], source: str | None, no_index: bool, as_json: bool) -> None:
+    """Import debunks from CSV (title, url, date, text) or JSONL files."""
+    from store.importer import ImportFileError, import_debunks
+
+    errors: list[str] = []
+    imp = ctx.settings.imports
+    with progress_bar() as prog:
+        task = prog.add_task("importing", total=None)
+
+        def on_error(err: ImportFileError) -> None:
+            errors.append(str(err))
+            console.print(f"[red]skipped[/red] {err}")
+
+        report = import_debunks(
+            ctx.store,
+            [Path(f) for f in files],
+            source=source,
+            threshold=imp.near_duplicate_threshold,
+            num_perm=imp.minhash_permutations,
+            min_text_chars=imp.min_text_chars,
+            max_text_chars=imp.max_text_chars,
+            progress=lambda _p, n: prog.advance(task, n),
+            on_total=lambda n: prog.update(task, total=n),
+            on_file_error=on_error,
+        )
+    indexed = 0 if no_index else index_pending(ctx)
+    result = report.as_dict() | {"indexed": indexed, "file_errors": errors}
+    if as_json:
+        out.print_json(json.dumps(result, ensure_ascii=False))
+    else:
+        rej = ", ".join(f"{k} {v}" for k, v in report.rejected.items()) or "none"
+        out.print(
+            f"{report.files} file(s), {report.rows} rows: imported {report.imported}, updated {report.updated}, "
+            f"unchanged {report.unchanged}, rejected {sum(report.rejected.values())} ({rej}); indexed {indexed}"
+        )
+    if errors and report.files == 0:
+        raise UserError("no file could be imported")
+
+
+@cli.command()
+@click.argument("query", nargs=-1, required=True)
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--offset", default=0, type=click.IntRange(0))
+@click.option("--source", help="Only this outlet.")
+@click.option("--kind", type=click.Choice(["debunk", "claim"]), help="Only debunks or only claims.")
+@click.option("--from", "date_from", type=click.DateTime(["%Y-%m-%d"]), help="Published on or after (YYYY-MM-DD).")
+@click.option("--to", "date_to", type=click.DateTime(["%Y-%m-%d"]), help="Published on or before (YYYY-MM-DD).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per hit.")
+@click.pass_obj
+def search(ctx: Context, query: tuple[str, ...], limit: int, offset: int, source: str | None, kind: str | None, date_from: Any, date_to: Any, as_json: bool) -> None:
+    """Full-text search of the index (BM25 over jieba tokens)."""
+    from index import BackendError, SearchFilters
+
+    filters = SearchFilters(kind=kind, source=source, date_from=date_from.date() if date_from else None, date_to=date_to.date() if date_to else None)
+    try:
+        hits = ctx.backend.search(" ".join(query), limit=limit, offset=offset, filters=filters)
+    except BackendError as exc:
+        raise UserError(str(exc)) from None
+    if as_json:
+        for h in hits:
+            click.echo(json.dumps({"id": h.key, "kind": h.kind, "title": h.title, "url": h.url, "source": h.source, "date": h.date.isoformat() if h.date else None, "score": round(h.score, 4), "snippet": h.snippet}, ensure_ascii=False))
+        return
+    if not hits:
+        out.print("no results")
+        return
+    for i, h in enumerate(hits, offset + 1):
+        out.print(f"[bold]{i}. {_rich_html(h.extra.get('title_html') or h.title)}[/bold]  [dim]{h.source} {h.date or ''} score {h.score:.2f}[/dim]")
+        if h.url:
+            out.print(f"   [blue]{h.url}[/blue]", highlight=False)
+        out.print(f"   {_rich_html(h.snippet)}", highlight=False)
+
+
+def _rich_html(snippet: Any) -> str:
+    """Turn our escaped <mark> snippets into rich markup."""
+    import html
+
+    from rich.markup import escape
+
+    text = str(snippet).replace("<mark>", "\x00").replace("</mark>", "\x01")
+    text = escape(html.unescape(text))
+    return text.replace("\x00", "[reverse yellow]").replace("\x01", "[/reverse yellow]")
+
+
+@cli.command()
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None, help="Folder with the labelled claim datasets (default ../shared/data/claims).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Model directory to write (default: classifier.model).")
+@click.option("--seed", default=13, show_default=True)
+@click.pass_obj
+def train(ctx: Context, data_dir: str | None, out_dir: str | None, seed: int) -> None:
+    """Train the starter classifier (de-duplicates before splitting; writes a model card)."""
+    from classifier.train import train_starter
+
+    data = Path(data_dir) if data_dir else PROJECT_ROOT.parent / "shared" / "data" / "claims"
+    if not data.is_dir():
+        raise UserError(f"{data}: no such folder of labelled claims (pass --data)")
+    target = Path(out_dir) if out_dir else ctx.settings.model_path
+    report = train_starter(data, target, seed=seed)
+    out.print_json(json.dumps(report, ensure_ascii=False, default=str))
+
+
+@cli.command()
+@click.option("--input", "input_path", required=True, help="JSONL lines {\"id\", \"text\"} (- for stdin).")
+@click.option("--output", "output_path", required=True, help="JSONL output (- for stdout).")
+@click.option("--model", "model_path", default=None, help="Model directory (default: classifier.model).")
+@click.pass_obj
+def classify(ctx: Context, input_path: str, output_path: str, model_path: str | None) -> None:
+    """Score texts: each output line keeps id and adds score, label, flagged."""
+    from classifier.predict import classify_records
+
+    records = read_records(input_path)
+    model = load_classifier(ctx, model_path)
+    n = flagged = 0
+    with open_out(output_path) as fh:
+        for r in classify_records(model, records, threshold=ctx.settings.classifier.threshold, batch_size=ctx.settings.classifier.batch_size):
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+            n += 1
+            flagged += bool(r["flagged"])
+    console.print(f"classified {n}, flagged {flagged}")
+
+
+@cli.command()
+@click.option("--input", "input_path", required=True, help="JSONL lines {\"id\", \"text\"} (- for stdin).")
+@click.option("--output", "output_path", required=True, help="JSONL output (- for stdout).")
+@click.option("--top-k", default=None, type=click.IntRange(1, 100), help="Matches per claim (default: matching.top_k).")
+@click.pass_obj
+def match(ctx: Context, input_path: str, output_path: str, top_k: int | None) -> None:
+    """Find the debunks that answer each claim: {"id", "matches": [{url, title, source, score}]}."""
+    from index.matching import match_records
+
+    records = read_records(input_path)
+    if ctx.backend.count("debunk") == 0:
+        console.print("[yellow]warning:[/yellow] the index holds no debunks; import some with `piyao debunks import`")
+    k = top_k or ctx.settings.matching.top_k
+    n = with_match = 0
+    with open_out(output_path) as fh, progress_bar(transient=True) as prog:
+        task = prog.add_task("matching", total=len(records))
+        for r in match_records(ctx.backend, records, top_k=k, min_score=ctx.settings.matching.min_score):
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+            n += 1
+            with_match += bool(r["matches"])
+            prog.advance(task)
+    console.print(f"matched {with_match} of {n} claims")
+
+
+@cli.command()
+@click.argument("spiders", nargs=-1)
+@click.option("--start-url", multiple=True, help="Override the spider's start URL(s) (e.g. a mirror).")
+@click.pass_obj
+def crawl(ctx: Context, spiders: tuple[str, ...], start_url: tuple[str, ...]) -> None:
+    """Run spiders (default: crawl.run) and store what they find."""
+    from crawlers.run import crawl as run_crawl
+
+    names = list(spiders) or ctx.settings.crawl.run
+    overrides = {n: list(start_url) for n in names} if start_url else None
+    ctx.store
+    stats = run_crawl(ctx.settings, names, overrides=overrides)
+    indexed = index_pending(ctx)
+    for s in stats:
+        out.print(json.dumps(s, ensure_ascii=False, default=str))
+    console.print(f"indexed {indexed}")
+
+
+@cli.command("index")
+@click.pass_obj
+def index_cmd(ctx: Context) -> None:
+    """Write pending store changes (the outbox) to the index."""
+    n = index_pending(ctx)
+    out.print(f"indexed {n} pending change(s); {ctx.backend.count()} documents in the index")
+
+
+@cli.command()
+@click.option("--spider", "spiders", multiple=True, help="Crawl only these spiders (default: crawl.run).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def run(ctx: Context, spiders: tuple[str, ...], as_json: bool) -> None:
+    """crawl → classify → index → match → queue, once, with a summary."""
+    summary = run_once(ctx, list(spiders) or None)
+    if as_json:
+        out.print_json(json.dumps(summary, ensure_ascii=False, default=str))
+        return
+    print_summary(summary)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    for c in summary["crawl"]:
+        if c.get("skipped"):
+            out.print(f"  {c['spider']}: skipped ({c['skipped']})")
+        else:
+            out.print(f"  {c['spider']}: {c.get('pages', 0)} pages, {c.get('items', 0)} items, {c.get('errors', 0)} errors")
+    out.print(
+        f"pages {summary['pages']}, new claims {summary['new_claims']}, new debunks {summary['new_debunks']}, "
+        f"flagged {summary['flagged']}, matched {summary['matched']}, queued {summary['queued']}"
+    )
+
+
+@cli.command()
+@click.option("--limit", type=click.IntRange(1, 10_000), default=None, help="Rows to show (default: queue.limit).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def queue(ctx: Context, limit: int | None, as_json: bool) -> None:
+    """The review queue: flagged claims, most pressing first."""
+    from review.queue import list_queue
+
+    entries = list_queue(ctx.store, limit=limit or ctx.settings.queue.limit)
+    if as_json:
+        for e in entries:
+            click.echo(json.dumps({"claim_id": e.claim_id, "text": e.text, "source": e.source, "url": e.url, "score": round(e.score, 4), "label": e.label, "sightings": e.sightings, "priority": round(e.priority, 4), "matches": e.matches}, ensure_ascii=False))
+        return
+    if not entries:
+        out.print("the review queue is empty")
+        return
+    table = Table(title="待审核 review queue", show_lines=True)
+    for col in ("#", "claim", "score", "seen", "source", "best matching debunk"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        best = e.matches[0] if e.matches else None
+        table.add_row(
+            str(e.claim_id),
+            e.text[:120],
+            f"{e.score:.2f}",
+            str(e.sightings),
+            e.source,
+            f"{best['title']}\n{best['url']}" if best else "—",
+        )
+    out.print(table)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def status(ctx: Context, as_json: bool) -> None:
+    """Counts: debunks, claims, flagged, queued, index documents, outbox backlog."""
+    counts = status_counts(ctx)
+    if as_json:
+        click.echo(json.dumps(counts))
+        return
+    for k, v in counts.items():
+        out.print(f"{k:>16}: {v}")
+
+
+@cli.command()
+@click.option("--port", default=0, help="Port for the loopback mirror (default: any free port).")
+@click.pass_obj
+def demo(ctx: Context, port: int) -> None:
+    """Import the demo debunks, serve the demo site on loopback, run the pipeline, show the queue."""
+    from demo.serve import serve_directory
+
+    demo_dir = PROJECT_ROOT / "demo"
+    click_ctx = click.get_current_context()
+    click_ctx.invoke(debunks_import, files=(str(demo_dir / "debunks.jsonl"),), source=None, no_index=False, as_json=False)
+    # Each mirror is served as its own web root: the pages link with absolute paths.
+    with serve_directory(demo_dir / "site" / "piyao_org_cn", port=port) as site, serve_directory(demo_dir / "site" / "claim_feed") as feeds:
+        console.print(f"serving the synthetic demo mirrors at {site} and {feeds}")
+        overrides = {"piyao_org_cn": [f"{site}/ld.htm"], "claim_feed": [f"{feeds}/feed.xml"]}
+        print_summary(run_once(ctx, list(overrides), overrides))
+    click_ctx.invoke(queue, limit=None, as_json=False)
+    click_ctx.invoke(status, as_json=False)
+
+
+def main() -> None:
+    try:
+        cli(prog_name="piyao")
+    except KeyboardInterrupt:
+        click.echo("piyao: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
