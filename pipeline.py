@@ -23,8 +23,9 @@ from sqlalchemy import func, select
 from settings import ConfigError, Settings, load_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent
-console = Console(stderr=True)
-out = Console()
+# soft_wrap: lines are never broken at the terminal width, so piped output stays parseable.
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 class UserError(click.ClickException):
@@ -88,8 +89,9 @@ def progress_bar(transient: bool = False) -> Progress:
 
 # --------------------------------------------------------------------------- pipeline steps
 def index_pending(ctx: Context, *, show_progress: bool = True) -> int:
-    """Drain the outbox into the index."""
-    from index.outbox import backlog, drain
+    """Drain the outbox into the index; an index outage is one error line, and nothing is lost."""
+    from index.backend import BackendError
+    from index.outbox import OutboxError, backlog, drain
 
     pending = backlog(ctx.store)
     if not pending:
@@ -101,7 +103,10 @@ def index_pending(ctx: Context, *, show_progress: bool = True) -> int:
             if task is not None:
                 prog.advance(task, n)
 
-        return drain(ctx.store, ctx.backend, batch_size=ctx.settings.index.batch_size, progress=advance)
+        try:
+            return drain(ctx.store, ctx.backend, batch_size=ctx.settings.index.batch_size, progress=advance)
+        except (OutboxError, BackendError) as exc:
+            raise UserError(str(exc)) from None
 
 
 def load_classifier(ctx: Context, model_path: str | None = None) -> Any:
@@ -264,7 +269,6 @@ def debunks_import(ctx: Context, files: tuple[str, ...], source: str | None, no_
 
         def on_error(err: ImportFileError) -> None:
             errors.append(str(err))
-            console.print(f"[red]skipped[/red] {err}")
 
         report = import_debunks(
             ctx.store,
@@ -278,6 +282,10 @@ def debunks_import(ctx: Context, files: tuple[str, ...], source: str | None, no_
             on_total=lambda n: prog.update(task, total=n),
             on_file_error=on_error,
         )
+    if errors and report.files == 0:
+        raise UserError(errors[0] if len(errors) == 1 else f"no file could be imported: {'; '.join(errors)}")
+    for err in errors:
+        click.echo(f"piyao: skipped {err}", err=True)
     indexed = 0 if no_index else index_pending(ctx)
     result = report.as_dict() | {"indexed": indexed, "file_errors": errors}
     if as_json:
@@ -288,8 +296,6 @@ def debunks_import(ctx: Context, files: tuple[str, ...], source: str | None, no_
             f"{report.files} file(s), {report.rows} rows: imported {report.imported}, updated {report.updated}, "
             f"unchanged {report.unchanged}, rejected {sum(report.rejected.values())} ({rej}); indexed {indexed}"
         )
-    if errors and report.files == 0:
-        raise UserError("no file could be imported")
 
 
 @cli.command()
@@ -438,8 +444,8 @@ def run(ctx: Context, spiders: tuple[str, ...], as_json: bool) -> None:
 
 def print_summary(summary: dict[str, Any]) -> None:
     for c in summary["crawl"]:
-        if c.get("skipped"):
-            out.print(f"  {c['spider']}: skipped ({c['skipped']})")
+        if c.get("status") == "skipped":
+            out.print(f"  {c['spider']}: skipped ({c.get('reason')})")
         else:
             out.print(f"  {c['spider']}: {c.get('pages', 0)} pages, {c.get('items', 0)} items, {c.get('errors', 0)} errors")
     out.print(

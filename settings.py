@@ -73,7 +73,7 @@ class SpiderSettings(_Section):
 
 
 class CrawlSettings(_Section):
-    user_agent: str = "piyao/0.1 (+https://github.com/piyao-project/piyao; science rumor refutation crawler)"
+    user_agent: str = "piyao/0.1 (science rumor refutation crawler; +https://github.com/piyao-project/piyao)"
     obey_robots: bool = True
     download_delay: float = Field(1.0, ge=0.0)
     concurrent_requests_per_domain: int = Field(2, ge=1, le=64)
@@ -196,5 +196,5 @@ def load_settings(
         return Settings.model_validate(doc)
     except ValidationError as err:
         loc = ".".join(str(p) for p in err.errors()[0]["loc"])
-        source = "environment" if any(loc == k or loc.startswith(k + ".") for k in env_keys) else origin
+        source = "environment" if any(loc == k or loc.startswith(k + ".") or k.startswith(loc + ".") for k in env_keys) else origin
         raise ConfigError(_describe(err, source)) from None

@@ -32,6 +32,17 @@ def claim_doc(c: Claim) -> IndexDoc:
     )
 
 
+class OutboxError(Exception):
+    """The backend refused a batch; the outbox rows are kept for the next drain."""
+
+
+def _record_failure(store: Store, ids: list[int], error: str) -> None:
+    with store.session() as s:
+        for row in s.scalars(select(IndexOutbox).where(IndexOutbox.id.in_(ids))):
+            row.attempts += 1
+            row.last_error = error
+
+
 def backlog(store: Store) -> int:
     with store.session() as s:
         return int(s.scalar(select(func.count()).select_from(IndexOutbox)) or 0)
@@ -76,11 +87,13 @@ def drain(
                 if deletes:
                     backend.delete(deletes)
             except Exception as exc:
-                for r in rows:
-                    r.attempts += 1
-                    r.last_error = f"{exc.__class__.__name__}: {exc}"[:2000]
-                raise
-            s.execute(delete(IndexOutbox).where(IndexOutbox.id.in_(ids)))
+                error = f"{exc.__class__.__name__}: {exc}"[:2000]
+            else:
+                error = None
+                s.execute(delete(IndexOutbox).where(IndexOutbox.id.in_(ids)))
+        if error is not None:
+            _record_failure(store, ids, error)
+            raise OutboxError(f"index write failed, {backlog(store)} change(s) kept in the outbox: {error}")
         done += len(ids)
         if progress:
             progress(len(ids))

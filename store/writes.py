@@ -30,6 +30,20 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(normalize(text).encode("utf-8")).hexdigest()
 
 
+# A shorter text whose shingles lie at least this much inside the stored text is a cut-off copy of it.
+TRUNCATED_CONTAINMENT = 0.9
+
+
+def is_truncated_copy(new: str, stored: str) -> bool:
+    """True when ``new`` is a shorter, cut-off copy of ``stored`` (exports often hold both)."""
+    if len(new) >= len(stored):
+        return False
+    grams = shingles(new)
+    if not grams:
+        return True
+    return len(grams & shingles(stored)) / len(grams) >= TRUNCATED_CONTAINMENT
+
+
 def enqueue(session: Session, kind: str, doc_id: int, op: str = "upsert") -> None:
     session.add(IndexOutbox(doc_kind=kind, doc_id=doc_id, op=op))
 
@@ -123,6 +137,8 @@ class DebunkWriter:
             if row is None:
                 return WriteResult("rejected", "missing_row")
             if row.content_hash == chash and row.source == item.source:
+                return WriteResult("unchanged", debunk_id=row.id)
+            if is_truncated_copy(text, row.text):
                 return WriteResult("unchanged", debunk_id=row.id)
             old = {"title": row.title, "source": row.source, "content_hash": row.content_hash}
             row.title, row.text, row.source = title, text, item.source

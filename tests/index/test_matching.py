@@ -1,0 +1,168 @@
+"""Matching claims to debunks: the match_records contract, stored-claim matching, `piyao match`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from index.embedded import EmbeddedBackend
+from index.matching import match_records, match_stored_claims, match_text
+from index.outbox import drain
+from store.importer import import_debunks
+from store.models import Claim, ClaimMatch, Debunk
+from store.records import ClaimIn
+from store.writes import add_claim
+
+FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "debunks"
+FILES = [FIXTURES / "articles.csv", FIXTURES / "articles.jsonl"]
+TOFU_URL = "http://www.xinhuanet.com.cn/food/20210624/C96C5431FE2000015FFC1290A0C5A180/c.html"
+RECORDS = [
+    {"id": "w1", "text": "吃腐乳会致癌，腐乳是发霉的豆腐，千万别吃！"},
+    {"id": 2, "text": "用保鲜膜包着饭菜放进微波炉加热会致癌"},
+    {"id": "w3", "text": "烫伤以后马上敷面粉就不会起泡"},
+    {"id": "w4", "text": "！！！……"},
+    {"id": "w5", "text": "致癌"},
+]
+
+
+@pytest.fixture
+def indexed(store, tmp_path: Path) -> Iterator[EmbeddedBackend]:
+    import_debunks(store, FILES)
+    b = EmbeddedBackend(tmp_path / "index.sqlite")
+    drain(store, b)
+    yield b
+    b.close()
+
+
+def _check_contract(out: list[dict], top_k: int) -> None:
+    for rec in out:
+        assert set(rec) == {"id", "matches"}
+        assert isinstance(rec["matches"], list)
+        assert len(rec["matches"]) <= top_k
+        scores = [m["score"] for m in rec["matches"]]
+        assert scores == sorted(scores, reverse=True)
+        for m in rec["matches"]:
+            assert set(m) == {"url", "title", "source", "score"}
+            assert isinstance(m["score"], float)
+            assert isinstance(m["title"], str) and isinstance(m["source"], str)
+
+
+def test_match_records_contract(indexed: EmbeddedBackend) -> None:
+    out = list(match_records(indexed, RECORDS, top_k=3))
+    assert [r["id"] for r in out] == ["w1", 2, "w3", "w4", "w5"]
+    _check_contract(out, 3)
+    assert out[0]["matches"][0]["url"] == TOFU_URL
+    assert out[0]["matches"][0]["title"] == "经常吃腐乳会致癌？"
+    assert out[0]["matches"][0]["source"] == "articles"
+    assert out[1]["matches"][0]["title"] == "用保鲜膜包裹食物直接加热，会致癌？"
+    assert out[2]["matches"][0]["title"] == "烫伤后敷面粉？小心火上浇油"
+    assert out[3]["matches"] == []
+    assert len(out[4]["matches"]) == 3  # many debunks mention 致癌: top_k caps them
+
+
+@pytest.mark.parametrize("top_k", [1, 2, 5, 100])
+def test_top_k_respected(indexed: EmbeddedBackend, top_k: int) -> None:
+    out = list(match_records(indexed, RECORDS, top_k=top_k))
+    _check_contract(out, top_k)
+    available = len(indexed.search("致癌", limit=1000))
+    assert available >= 5
+    assert len(out[4]["matches"]) == min(top_k, available)
+
+
+def test_min_score_drops_weak_matches(indexed: EmbeddedBackend) -> None:
+    all_matches = match_text(indexed, RECORDS[0]["text"], top_k=10)
+    assert len(all_matches) >= 2
+    cut = (all_matches[0].score + all_matches[-1].score) / 2
+    kept = match_text(indexed, RECORDS[0]["text"], top_k=10, min_score=cut)
+    assert kept and all(m.score >= cut for m in kept) and len(kept) < len(all_matches)
+
+
+def test_match_text_only_returns_debunks(store, indexed: EmbeddedBackend) -> None:
+    with store.session() as s:
+        add_claim(s, ClaimIn(source="weibo", text="吃腐乳会致癌，腐乳是发霉的豆腐"))
+    drain(store, indexed)
+    assert indexed.count("claim") == 1
+    matches = match_text(indexed, "吃腐乳会致癌", top_k=20)
+    with store.session() as s:
+        debunk_ids = set(s.scalars(select(Debunk.id)))
+    assert matches and all(m.debunk_id in debunk_ids for m in matches)
+
+
+def test_match_stored_claims(store, indexed: EmbeddedBackend) -> None:
+    with store.session() as s:
+        tofu, _ = add_claim(s, ClaimIn(source="weibo", text="吃腐乳会致癌，腐乳是发霉的豆腐，千万别吃！"))
+        junk, _ = add_claim(s, ClaimIn(source="weibo", text="qwertyuiop zxcvbnm"))
+        unflagged, _ = add_claim(s, ClaimIn(source="weibo", text="保鲜膜加热会致癌"))
+        tofu.flagged = junk.flagged = True
+    assert match_stored_claims(store, indexed, top_k=2) == (2, 1)
+    with store.session() as s:
+        rows = s.scalars(select(ClaimMatch).where(ClaimMatch.claim_id == tofu.id).order_by(ClaimMatch.rank)).all()
+        assert [m.rank for m in rows] == [1, 2][: len(rows)] and rows
+        assert s.get(Debunk, rows[0].debunk_id).url == TOFU_URL
+        assert "<mark>" in (rows[0].snippet or "")
+        assert s.get(Claim, unflagged.id).matched_at is None
+        assert s.get(Claim, junk.id).matched_at is not None
+    # Matched claims are not matched again.
+    assert match_stored_claims(store, indexed) == (0, 0)
+    assert match_stored_claims(store, indexed, only_flagged=False) == (1, 1)
+
+
+# --------------------------------------------------------------------------- CLI
+def _import_with_cli() -> None:
+    from pipeline import cli
+
+    r = CliRunner().invoke(cli, ["debunks", "import", *map(str, FILES)])
+    assert r.exit_code == 0, r.output
+
+
+def test_cli_match_writes_the_contract(clean_env: Path, tmp_path: Path) -> None:
+    from pipeline import cli
+
+    _import_with_cli()
+    inp, outp = tmp_path / "claims.jsonl", tmp_path / "matches.jsonl"
+    inp.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in RECORDS) + "\n\n", encoding="utf-8")
+    r = CliRunner().invoke(cli, ["match", "--input", str(inp), "--output", str(outp), "--top-k", "2"])
+    assert r.exit_code == 0, r.output
+    assert "matched 4 of 5 claims" in r.stderr
+    out = [json.loads(line) for line in outp.read_text("utf-8").splitlines()]
+    assert [o["id"] for o in out] == ["w1", 2, "w3", "w4", "w5"]
+    _check_contract(out, 2)
+    assert out[0]["matches"][0]["url"] == TOFU_URL
+    assert not (tmp_path / "matches.jsonl.part").exists()
+
+    # Default top_k comes from the settings (matching.top_k).
+    r = CliRunner().invoke(cli, ["match", "--input", str(inp), "--output", "-"], env={"PIYAO_MATCHING__TOP_K": "1"})
+    assert r.exit_code == 0, r.output
+    out = [json.loads(line) for line in r.stdout.splitlines()]
+    _check_contract(out, 1)
+    assert len(out[4]["matches"]) == 1
+
+
+def test_cli_match_malformed_line_exits_2_with_line_number(clean_env: Path, tmp_path: Path) -> None:
+    from pipeline import cli
+
+    inp, outp = tmp_path / "claims.jsonl", tmp_path / "matches.jsonl"
+    inp.write_text('{"id": 1, "text": "吃腐乳会致癌"}\n{"id": 2, "text": "保鲜膜\n', encoding="utf-8")
+    r = CliRunner().invoke(cli, ["match", "--input", str(inp), "--output", str(outp)])
+    assert r.exit_code == 2
+    assert "Traceback" not in r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("piyao: error:")
+    assert f"{inp}:2:" in lines[0]
+    assert not outp.exists()
+
+
+def test_cli_match_line_without_text_exits_2(clean_env: Path, tmp_path: Path) -> None:
+    from pipeline import cli
+
+    inp = tmp_path / "claims.jsonl"
+    inp.write_text('{"id": 1, "text": "吃腐乳会致癌"}\n\n{"id": 3}\n', encoding="utf-8")
+    r = CliRunner().invoke(cli, ["match", "--input", str(inp), "--output", str(tmp_path / "o.jsonl")])
+    assert r.exit_code == 2
+    assert f"{inp}:3:" in r.stderr and "Traceback" not in r.output
