@@ -82,6 +82,8 @@ class CrawlSettings(_Section):
     retry_times: int = Field(3, ge=0)
     # Largest response body accepted, in bytes.
     max_page_bytes: int = Field(10_000_000, ge=10_000)
+    # Scrapy's log level during crawls (DEBUG, INFO, WARNING, ERROR).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     # Spiders that `piyao run` crawls, in order.
     run: list[str] = Field(default_factory=lambda: ["piyao_org_cn", "claim_feed"])
     spiders: dict[str, SpiderSettings] = Field(default_factory=dict)

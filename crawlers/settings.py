@@ -43,7 +43,7 @@ def scrapy_settings(piyao: Settings) -> dict[str, Any]:
         "DOWNLOAD_WARNSIZE": max(crawl.max_page_bytes // 2, 1),
         "FEED_EXPORT_ENCODING": "utf-8",
         "ITEM_PIPELINES": {"crawlers.pipelines.StorePipeline": 300},
-        "LOG_LEVEL": "INFO",
+        "LOG_LEVEL": crawl.log_level,
         "NEWSPIDER_MODULE": "crawlers.spiders",
         # piyao's own settings object, for the pipeline and the spiders.
         "PIYAO_SETTINGS": piyao,

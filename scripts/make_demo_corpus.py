@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from crawlers.extract import clean_text  # noqa: E402
-from store.importer import parse_date, read_file  # noqa: E402
+from crawlers.extract import clean_text, parse_cn_date  # noqa: E402
+from store.importer import read_file  # noqa: E402
 
 EXCERPT_CHARS = 200
 PER_SOURCE = 12
@@ -33,7 +33,7 @@ def main(src: Path, dest: Path) -> None:
         rest = [r for r in rows if r not in topical]
         for r in topical + rng.sample(rest, min(PER_SOURCE, len(rest))):
             text = clean_text(r["text"])
-            date = parse_date(r.get("date"))
+            date = parse_cn_date(r.get("date"))
             out.append(
                 {
                     "title": " ".join(r["title"].split()),

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import json
-import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from crawlers.extract import clean_text
+from crawlers.extract import clean_text, parse_cn_date
 from store.db import Store
 from store.records import DebunkIn
 from store.writes import DebunkWriter
@@ -64,25 +62,6 @@ class ImportReport:
             "unchanged": self.unchanged,
             "rejected": self.rejected,
         }
-
-
-_DATE_RES = [
-    re.compile(r"(?P<y>\d{4})[-/.年](?P<m>\d{1,2})[-/.月](?P<d>\d{1,2})"),
-    re.compile(r"(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})"),
-]
-
-
-def parse_date(value: str | None) -> dt.date | None:
-    if not value:
-        return None
-    for rx in _DATE_RES:
-        m = rx.search(value)
-        if m:
-            try:
-                return dt.date(int(m["y"]), int(m["m"]), int(m["d"]))
-            except ValueError:
-                return None
-    return None
 
 
 def _open_text(path: Path) -> str:
@@ -244,6 +223,6 @@ def _import_row(writer: DebunkWriter, row: dict[str, str], text: str, source: st
             title=title,
             text=text,
             source=(row.get("source") or "").strip() or source,
-            published=parse_date(row.get("date")),
+            published=parse_cn_date(row.get("date")),
         )
     )
