@@ -345,7 +345,7 @@ def _rich_html(snippet: Any) -> str:
 @cli.command()
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None, help="Folder with the labelled claim datasets (default ../shared/data/claims).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Model directory to write (default: classifier.model).")
-@click.option("--seed", default=13, show_default=True)
+@click.option("--seed", default=0, show_default=True)
 @click.pass_obj
 def train(ctx: Context, data_dir: str | None, out_dir: str | None, seed: int) -> None:
     """Train the starter classifier (de-duplicates before splitting; writes a model card)."""
@@ -471,8 +471,12 @@ def queue(ctx: Context, limit: int | None, as_json: bool) -> None:
         out.print("the review queue is empty")
         return
     table = Table(title="待审核 review queue", show_lines=True)
-    for col in ("#", "claim", "score", "seen", "source", "best matching debunk"):
-        table.add_column(col, overflow="fold")
+    table.add_column("#", justify="right")
+    table.add_column("claim", ratio=3, overflow="fold")
+    table.add_column("score", justify="right")
+    table.add_column("seen", justify="right")
+    table.add_column("source", overflow="fold")
+    table.add_column("best matching debunk", ratio=2, overflow="fold")
     for e in entries:
         best = e.matches[0] if e.matches else None
         table.add_row(
@@ -481,7 +485,7 @@ def queue(ctx: Context, limit: int | None, as_json: bool) -> None:
             f"{e.score:.2f}",
             str(e.sightings),
             e.source,
-            f"{best['title']}\n{best['url']}" if best else "—",
+            f"{best['title']} ({best['source']})" if best else "—",
         )
     out.print(table)
 

@@ -1,0 +1,78 @@
+"""The starter taxonomy: two labels, and how each training set's labels map onto them.
+
+Internally a label is a code ("rumor" / "credible"); models see it as 1 / 0
+(1 = rumor, the positive class whose probability is the score).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "RUMOR",
+    "CREDIBLE",
+    "LABELS",
+    "DISPLAY_NAMES",
+    "DATASET_LABELS",
+    "dataset_family",
+    "to_binary",
+    "code_of",
+    "display_name",
+]
+
+RUMOR = "rumor"
+CREDIBLE = "credible"
+
+# Index = the binary class the models use: 0 = credible, 1 = rumor.
+LABELS: tuple[str, str] = (CREDIBLE, RUMOR)
+
+DISPLAY_NAMES: dict[str, str] = {
+    RUMOR: "谣言",
+    CREDIBLE: "可信",
+}
+
+# Raw label of each dataset -> label code.
+DATASET_LABELS: dict[str, dict[Any, str]] = {
+    # Weibo21 (Nan et al., CIKM 2021): label 1 = fake, 0 = real.
+    "weibo21": {1: RUMOR, 0: CREDIBLE},
+    # CED (Song et al. 2018): label 1 = rumor (reported to Weibo's misinformation desk), 0 = non-rumor.
+    "ced": {1: RUMOR, 0: CREDIBLE},
+    # CHECKED (Yang et al. 2021): label "fake" / "real".
+    "checked": {"fake": RUMOR, "real": CREDIBLE},
+}
+
+
+def dataset_family(dataset: str) -> str:
+    """``weibo21_train`` -> ``weibo21``; ``ced_weibo`` -> ``ced``; ``checked_covid`` -> ``checked``."""
+    name = dataset.lower()
+    for family in DATASET_LABELS:
+        if name == family or name.startswith(family + "_") or name.startswith(family):
+            return family
+    raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASET_LABELS)}")
+
+
+def code_of(dataset: str, raw: Any) -> str:
+    """Label code of a raw dataset label; raises ValueError for an unknown label."""
+    mapping = DATASET_LABELS[dataset_family(dataset)]
+    key = raw.strip().lower() if isinstance(raw, str) else raw
+    if isinstance(key, str) and key.isdigit():
+        key = int(key)
+    if isinstance(key, bool):
+        key = int(key)
+    try:
+        return mapping[key]
+    except (KeyError, TypeError):
+        raise ValueError(f"{dataset}: unknown label {raw!r}; expected one of {list(mapping)}") from None
+
+
+def to_binary(dataset: str, raw: Any) -> int:
+    """1 for rumor, 0 for credible."""
+    return LABELS.index(code_of(dataset, raw))
+
+
+def display_name(code: str) -> str:
+    """Chinese display name of a label code (谣言 / 可信)."""
+    try:
+        return DISPLAY_NAMES[code]
+    except KeyError:
+        raise ValueError(f"unknown label code {code!r}; expected one of {list(DISPLAY_NAMES)}") from None

@@ -1,0 +1,90 @@
+"""Classify claims with a saved starter model (the functions behind ``piyao classify``).
+
+Output contract: each output record keeps the input ``id`` and adds ``score``
+(float 0..1, probability that the text is a rumor / pseudoscience), ``label``
+("rumor" if score >= 0.5 else "credible"), ``flagged`` (score >= threshold),
+``model_version`` and ``top_terms`` (features that pushed the score).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from classifier.starter import StarterModel
+
+__all__ = ["load_model", "classify_records"]
+
+
+def load_model(path: str | Path | None = None) -> StarterModel:
+    """Load a model directory (default: ``classifier.model`` from the settings, i.e. models/starter).
+
+    Raises ``FileNotFoundError`` for a missing directory or file and
+    ``classifier.starter.UntrustedModelError`` (a ValueError) for a model holding
+    untrusted types or a file that does not match its meta.json.
+    """
+    if path is None:
+        from settings import load_settings
+
+        path = load_settings().model_path
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"model directory not found: {path}")
+    return StarterModel.load(path)
+
+
+def _check(rec: Any, lineno: int) -> tuple[Any, str]:
+    if not isinstance(rec, dict):
+        raise ValueError(f"line {lineno}: expected a JSON object with 'id' and 'text', got {type(rec).__name__}")
+    rid = rec.get("id")
+    if rid is None or (isinstance(rid, str) and not rid.strip()):
+        raise ValueError(f"line {lineno}: record has no 'id'")
+    text = rec.get("text")
+    if not isinstance(text, str):
+        raise ValueError(f"line {lineno}: record {rid!r} has no 'text'" if text is None
+                         else f"line {lineno}: record {rid!r}: 'text' must be a string")
+    return rid, text
+
+
+def classify_records(
+    model: StarterModel,
+    records: Iterable[dict],
+    threshold: float = 0.5,
+    batch_size: int = 256,
+    *,
+    top_k: int = 5,
+) -> Iterator[dict[str, Any]]:
+    """Score records ``{"id", "text", ...}`` in batches; yield ``{id, score, label, flagged, model_version, top_terms}``.
+
+    ``threshold`` decides ``flagged``; ``label`` always uses 0.5. Records are
+    numbered from 1 in the order given (the line number of a JSONL file): a
+    record lacking ``id`` or ``text`` raises ``ValueError`` naming that line.
+    Output order equals input order; it is produced lazily, batch by batch.
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+
+    def flush(ids: list[Any], texts: list[str]) -> Iterator[dict[str, Any]]:
+        for rid, pred in zip(ids, model.predict(texts, top_k=top_k)):
+            yield {
+                "id": rid,
+                "score": float(pred.score),
+                "label": pred.label,
+                "flagged": bool(pred.score >= threshold),
+                "model_version": pred.model_version,
+                "top_terms": list(pred.top_terms),
+            }
+
+    ids: list[Any] = []
+    texts: list[str] = []
+    for lineno, rec in enumerate(records, 1):
+        rid, text = _check(rec, lineno)
+        ids.append(rid)
+        texts.append(text)
+        if len(ids) >= batch_size:
+            yield from flush(ids, texts)
+            ids, texts = [], []
+    if ids:
+        yield from flush(ids, texts)

@@ -1,0 +1,366 @@
+"""The starter rumor classifier: word + character TF-IDF, a linear model, calibrated probabilities.
+
+Design
+------
+* Text preparation happens in Python, *before* scikit-learn sees the text:
+  each text becomes two strings, the space-joined jieba tokens of
+  ``classifier.text.tokenize`` and the normalized text (``normalize``) without
+  whitespace. The vectorizers therefore use only built-in options
+  (``token_pattern=r"\\S+"`` for words, ``analyzer="char"`` for characters) and no
+  custom callables, so the fitted pipeline persists with skops without pickling
+  any function. Whoever changes the tokenizer must retrain the model.
+* Pipeline: ``ColumnTransformer`` (word 1-2 gram TF-IDF, char n-gram TF-IDF; both
+  hashed with ``HashingVectorizer`` + ``TfidfTransformer``, so no vocabulary is
+  stored: skops writes a vocabulary dict entry by entry, which gave files of
+  100+ MB; ``top_terms`` recover n-gram names per text by hashing its n-grams)
+  -> ``CalibratedClassifierCV`` (sigmoid calibration, ``ensemble=False``) around a
+  ``LogisticRegression`` or ``LinearSVC``. With ``ensemble=False`` one linear model
+  is fitted on all the data, which keeps the file small and gives one set of
+  coefficients for the ``top_terms`` explanation.
+* Persistence: ``model.skops`` (``skops.io``), ``trusted_types.json`` (the types
+  ``skops.io.get_untrusted_types`` reported at save time) and ``meta.json``.
+  Loading refuses a model whose file holds a type that is not in the trusted
+  list, a trusted list naming types outside the scientific stack, and a model
+  file whose SHA-256 differs from the one in ``meta.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+import zipfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from classifier.labels import CREDIBLE, DISPLAY_NAMES, RUMOR
+from classifier.text import normalize, tokenize
+
+__all__ = [
+    "MODEL_FILE",
+    "TRUSTED_FILE",
+    "META_FILE",
+    "StarterConfig",
+    "Prediction",
+    "StarterModel",
+    "UntrustedModelError",
+    "prepare",
+]
+
+MODEL_FILE = "model.skops"
+TRUSTED_FILE = "trusted_types.json"
+META_FILE = "meta.json"
+
+# A trusted-types file may only name types from these modules; anything else
+# (builtins.eval, os.system, ...) is refused even if listed.
+_ALLOWED_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.")
+
+
+class UntrustedModelError(ValueError):
+    """The model directory holds types or content that are not trusted."""
+
+
+@dataclass(frozen=True)
+class StarterConfig:
+    """Hyper-parameters of the starter model (recorded in meta.json)."""
+
+    word_ngram: tuple[int, int] = (1, 2)
+    char_ngram: tuple[int, int] = (1, 3)
+    # Features are hashed (no vocabulary to persist: skops stores a vocabulary dict
+    # entry by entry, which made files of 100+ MB and slow loads). 2**bits columns each.
+    word_hash_bits: int = 20
+    char_hash_bits: int = 20
+    sublinear_tf: bool = True
+    # Chosen by a small grid on held-out evaluation (a) (see models/starter/MODEL_CARD.md).
+    classifier: str = "svm"  # "svm" (LinearSVC) or "logreg" (LogisticRegression)
+    C: float = 0.5
+    calibration: str = "sigmoid"
+    calibration_cv: int = 5
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["word_ngram"] = list(self.word_ngram)
+        d["char_ngram"] = list(self.char_ngram)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StarterConfig":
+        d = dict(d)
+        for key in ("word_ngram", "char_ngram"):
+            if key in d:
+                d[key] = tuple(d[key])
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass(frozen=True)
+class Prediction:
+    score: float  # probability of rumor, 0..1
+    label: str  # "rumor" if score >= 0.5 else "credible"
+    top_terms: list[str] = field(default_factory=list)
+    model_version: str = ""
+
+    @property
+    def display_name(self) -> str:
+        return DISPLAY_NAMES[self.label]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "score": self.score,
+            "label": self.label,
+            "top_terms": list(self.top_terms),
+            "model_version": self.model_version,
+        }
+
+
+def _char_input(norm: str) -> str:
+    return "".join(norm.split())
+
+
+def prepare(texts: Iterable[str]) -> np.ndarray:
+    """Texts -> (n, 2) object array: [space-joined jieba tokens, normalized text without spaces]."""
+    rows = []
+    for text in texts:
+        norm = normalize(text or "")
+        rows.append((" ".join(tokenize(norm, normalized=True)), _char_input(norm)))
+    arr = np.empty((len(rows), 2), dtype=object)
+    for i, (w, c) in enumerate(rows):
+        arr[i, 0] = w
+        arr[i, 1] = c
+    return arr
+
+
+def _build_pipeline(cfg: StarterConfig):
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.svm import LinearSVC
+
+    word = Pipeline([
+        ("hash", HashingVectorizer(
+            token_pattern=r"\S+",
+            lowercase=False,
+            ngram_range=tuple(cfg.word_ngram),
+            n_features=2**cfg.word_hash_bits,
+            alternate_sign=False,
+            norm=None,
+            dtype=np.float32,
+        )),
+        ("tfidf", TfidfTransformer(sublinear_tf=cfg.sublinear_tf)),
+    ])
+    char = Pipeline([
+        ("hash", HashingVectorizer(
+            analyzer="char",
+            lowercase=False,
+            ngram_range=tuple(cfg.char_ngram),
+            n_features=2**cfg.char_hash_bits,
+            alternate_sign=False,
+            norm=None,
+            dtype=np.float32,
+        )),
+        ("tfidf", TfidfTransformer(sublinear_tf=cfg.sublinear_tf)),
+    ])
+    features = ColumnTransformer([("word", word, 0), ("char", char, 1)], sparse_threshold=1.0)
+    if cfg.classifier == "logreg":
+        base = LogisticRegression(C=cfg.C, max_iter=2000, solver="liblinear", random_state=cfg.seed)
+    elif cfg.classifier == "svm":
+        base = LinearSVC(C=cfg.C, max_iter=5000, random_state=cfg.seed)
+    else:
+        raise ValueError(f"unknown classifier {cfg.classifier!r}; expected 'logreg' or 'svm'")
+    clf = CalibratedClassifierCV(base, method=cfg.calibration, cv=cfg.calibration_cv, ensemble=False)
+    return Pipeline([("features", features), ("clf", clf)])
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _hash_index(token: str, n_features: int) -> int:
+    """Column of ``token`` in a HashingVectorizer(alternate_sign=False) with ``n_features`` columns."""
+    from sklearn.utils import murmurhash3_32
+
+    h = murmurhash3_32(token, seed=0)
+    if h == -2147483648:
+        return (2147483647 - (n_features - 1)) % n_features
+    return abs(h) % n_features
+
+
+def _is_term(term: str) -> bool:
+    """Letters and digits (and the space between word n-grams) only: no punctuation fragments."""
+    return any(ch != " " for ch in term) and all(ch == " " or unicodedata.category(ch)[0] in ("L", "N") for ch in term)
+
+
+class StarterModel:
+    """Word + character TF-IDF -> calibrated linear model. Score = P(rumor)."""
+
+    def __init__(self, config: StarterConfig | None = None, *, pipeline: Any = None, meta: dict | None = None):
+        self.config = config or StarterConfig()
+        self.pipeline = pipeline
+        self.meta: dict[str, Any] = dict(meta or {})
+        self._coef: np.ndarray | None = None
+
+    # -- training ---------------------------------------------------------
+    def fit(self, texts: Sequence[str], labels: Sequence[int], *, prepared: np.ndarray | None = None) -> "StarterModel":
+        """Fit on texts with binary labels (1 = rumor). ``prepared`` may pass ``prepare(texts)`` already done."""
+        y = np.asarray(labels, dtype=int)
+        if set(np.unique(y)) - {0, 1}:
+            raise ValueError("labels must be 0 (credible) or 1 (rumor)")
+        X = prepare(texts) if prepared is None else prepared
+        self.pipeline = _build_pipeline(self.config)
+        self.pipeline.fit(X, y)
+        self._coef = None
+        self.meta.setdefault("version", "starter-" + datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S"))
+        return self
+
+    # -- inference --------------------------------------------------------
+    @property
+    def model_version(self) -> str:
+        return str(self.meta.get("version", "starter-unversioned"))
+
+    def _check_fitted(self) -> None:
+        if self.pipeline is None:
+            raise RuntimeError("the model is not trained or loaded")
+
+    def predict_proba(self, texts: Sequence[str] | None = None, *, prepared: np.ndarray | None = None) -> np.ndarray:
+        """Probability of rumor for each text, shape (n,)."""
+        self._check_fitted()
+        X = prepare(list(texts) if texts is not None else []) if prepared is None else prepared
+        if len(X) == 0:
+            return np.zeros(0, dtype=float)
+        proba = self.pipeline.predict_proba(X)
+        col = list(self.pipeline.classes_).index(1)
+        return np.clip(proba[:, col].astype(float), 0.0, 1.0)
+
+    def _coefficients(self) -> np.ndarray:
+        if self._coef is None:
+            clf = self.pipeline.named_steps["clf"]
+            coefs = [np.ravel(cc.estimator.coef_) for cc in clf.calibrated_classifiers_]
+            self._coef = np.mean(coefs, axis=0)
+        return self._coef
+
+    def _feature_names(self, prepared_row: np.ndarray) -> dict[int, str]:
+        """Column index -> n-gram for the n-grams of one prepared text (hashing is one-way, so per text)."""
+        ct = self.pipeline.named_steps["features"]
+        names: dict[int, str] = {}
+        offset = 0
+        for (_, pipe, col) in ct.transformers_:
+            if pipe == "drop" or not hasattr(pipe, "named_steps"):
+                continue
+            hv = pipe.named_steps["hash"]
+            n = int(hv.n_features)
+            for gram in set(hv.build_analyzer()(prepared_row[col])):
+                j = offset + _hash_index(gram, n)
+                if len(gram) > len(names.get(j, "")):
+                    names[j] = gram
+            offset += n
+        return names
+
+    def _top_terms(self, row, prepared_row: np.ndarray, toward_rumor: bool, k: int) -> list[str]:
+        coef = self._coefficients()
+        idx = row.indices
+        if idx.size == 0:
+            return []
+        contrib = row.data * coef[idx]
+        if not toward_rumor:
+            contrib = -contrib
+        names = self._feature_names(prepared_row)
+        out: list[str] = []
+        for j in np.argsort(-contrib):
+            if contrib[j] <= 0 or len(out) >= k:
+                break
+            term = names.get(int(idx[j]))
+            if not term or not _is_term(term) or (len(term) < 2 and " " not in term):
+                continue
+            flat = term.replace(" ", "")
+            if any(flat in t.replace(" ", "") for t in out):
+                continue
+            out.append(term)
+        return out
+
+    def predict(self, texts: Sequence[str], *, top_k: int = 5) -> list[Prediction]:
+        """Score each text; label is "rumor" when score >= 0.5; top_terms are the features that pushed it there."""
+        self._check_fitted()
+        texts = list(texts)
+        if not texts:
+            return []
+        X = prepare(texts)
+        scores = self.predict_proba(prepared=X)
+        feats = self.pipeline.named_steps["features"].transform(X).tocsr() if top_k else None
+        version = self.model_version
+        out = []
+        for i, s in enumerate(scores):
+            label = RUMOR if s >= 0.5 else CREDIBLE
+            terms = self._top_terms(feats[i], X[i], label == RUMOR, top_k) if top_k else []
+            out.append(Prediction(score=float(s), label=label, top_terms=terms, model_version=version))
+        return out
+
+    # -- persistence ------------------------------------------------------
+    def save(self, directory: str | Path, *, meta: dict[str, Any] | None = None) -> Path:
+        """Write model.skops, trusted_types.json and meta.json into ``directory``."""
+        import skops.io as sio
+
+        self._check_fitted()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        model_path = d / MODEL_FILE
+        sio.dump(self.pipeline, model_path, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
+        trusted = sorted(sio.get_untrusted_types(file=model_path))
+        bad = [t for t in trusted if not t.startswith(_ALLOWED_TYPE_PREFIXES)]
+        if bad:
+            raise UntrustedModelError(f"refusing to save a model holding types outside the allow-list: {bad}")
+        (d / TRUSTED_FILE).write_text(json.dumps(trusted, indent=2) + "\n", "utf-8")
+        self.meta.update(meta or {})
+        self.meta.setdefault("version", "starter-" + datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S"))
+        self.meta.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        self.meta["config"] = self.config.to_dict()
+        self.meta["model_file"] = MODEL_FILE
+        self.meta["model_sha256"] = _sha256(model_path)
+        self.meta["format"] = "skops"
+        self.meta["preprocessing"] = (
+            "columns [tokens, chars]: ' '.join(classifier.text.tokenize(text)) and "
+            "classifier.text.normalize(text) without whitespace"
+        )
+        (d / META_FILE).write_text(json.dumps(self.meta, ensure_ascii=False, indent=2) + "\n", "utf-8")
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "StarterModel":
+        """Load a saved model; raise UntrustedModelError on unexpected types or a changed model file."""
+        import skops.io as sio
+
+        d = Path(directory)
+        model_path, trusted_path, meta_path = d / MODEL_FILE, d / TRUSTED_FILE, d / META_FILE
+        for p in (model_path, trusted_path, meta_path):
+            if not p.is_file():
+                raise FileNotFoundError(f"model directory {d} lacks {p.name}")
+        meta = json.loads(meta_path.read_text("utf-8"))
+        try:
+            trusted = json.loads(trusted_path.read_text("utf-8"))
+        except json.JSONDecodeError as exc:
+            raise UntrustedModelError(f"{trusted_path}: not valid JSON ({exc})") from None
+        if not isinstance(trusted, list) or not all(isinstance(t, str) for t in trusted):
+            raise UntrustedModelError(f"{trusted_path}: must be a JSON list of type names")
+        bad = [t for t in trusted if not t.startswith(_ALLOWED_TYPE_PREFIXES)]
+        if bad:
+            raise UntrustedModelError(f"{trusted_path}: types outside the allow-list {_ALLOWED_TYPE_PREFIXES}: {bad}")
+        expected = meta.get("model_sha256")
+        if expected and _sha256(model_path) != expected:
+            raise UntrustedModelError(f"{model_path}: SHA-256 differs from meta.json; the model file was changed")
+        found = sio.get_untrusted_types(file=model_path)
+        unexpected = sorted(set(found) - set(trusted))
+        if unexpected:
+            raise UntrustedModelError(f"{model_path}: refusing to load unexpected types {unexpected}")
+        pipeline = sio.load(model_path, trusted=trusted)
+        config = StarterConfig.from_dict(meta.get("config", {}))
+        return cls(config, pipeline=pipeline, meta=meta)
