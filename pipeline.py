@@ -507,14 +507,15 @@ def status(ctx: Context, as_json: bool) -> None:
 @click.option("--port", default=0, help="Port for the loopback mirror (default: any free port).")
 @click.pass_obj
 def demo(ctx: Context, port: int) -> None:
-    """Import the demo debunks, serve the demo site on loopback, run the pipeline, show the queue."""
+    """Import the demo debunks, serve the synthetic mirrors on loopback, run the pipeline, show the queue."""
     from demo.serve import serve_directory
 
     demo_dir = PROJECT_ROOT / "demo"
     click_ctx = click.get_current_context()
     click_ctx.invoke(debunks_import, files=(str(demo_dir / "debunks.jsonl"),), source=None, no_index=False, as_json=False)
-    # Each mirror is served as its own web root: the pages link with absolute paths.
-    with serve_directory(demo_dir / "site" / "piyao_org_cn", port=port) as site, serve_directory(demo_dir / "site" / "claim_feed") as feeds:
+    # The synthetic mirrors the crawler tests use; each is its own web root (pages link with absolute paths).
+    mirrors = PROJECT_ROOT / "tests" / "fixtures" / "sites"
+    with serve_directory(mirrors / "piyao_org_cn", port=port) as site, serve_directory(mirrors / "claim_feed") as feeds:
         console.print(f"serving the synthetic demo mirrors at {site} and {feeds}")
         overrides = {"piyao_org_cn": [f"{site}/ld.htm"], "claim_feed": [f"{feeds}/feed.xml"]}
         print_summary(run_once(ctx, list(overrides), overrides))

@@ -35,6 +35,7 @@ from classifier.evaluate import (
     NUM_PERM,
     SHINGLE_K,
     NearDuplicateIndex,
+    _progress,
     format_report,
     metrics,
     remove_near_duplicates,
@@ -135,14 +136,6 @@ def load_claims(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
                     rec["category"] = row["category"]
                 out.append(rec)
     return out
-
-
-def _progress(iterable: Iterable, total: int | None, description: str, show: bool):
-    if not show:
-        return iterable
-    from rich.progress import track
-
-    return track(iterable, total=total, description=description, transient=True)
 
 
 # ---------------------------------------------------------------------------
