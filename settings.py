@@ -97,13 +97,13 @@ class QueueSettings(_Section):
 class Settings(_Section):
     # Where the database, index and crawl jobs live; PIYAO_DATA_DIR or --data-dir override it.
     data_dir: str = "var"
-    store: StoreSettings = Field(default_factory=StoreSettings)
-    index: IndexSettings = Field(default_factory=IndexSettings)
+    store: StoreSettings = Field(default_factory=lambda: StoreSettings())
+    index: IndexSettings = Field(default_factory=lambda: IndexSettings())
     imports: ImportSettings = Field(default_factory=ImportSettings, alias="import")
-    classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
-    matching: MatchingSettings = Field(default_factory=MatchingSettings)
-    crawl: CrawlSettings = Field(default_factory=CrawlSettings)
-    queue: QueueSettings = Field(default_factory=QueueSettings)
+    classifier: ClassifierSettings = Field(default_factory=lambda: ClassifierSettings())
+    matching: MatchingSettings = Field(default_factory=lambda: MatchingSettings())
+    crawl: CrawlSettings = Field(default_factory=lambda: CrawlSettings())
+    queue: QueueSettings = Field(default_factory=lambda: QueueSettings())
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -126,7 +126,7 @@ class Settings(_Section):
         return p if p.is_absolute() else (Path(__file__).resolve().parent / p)
 
     def spider(self, name: str) -> SpiderSettings:
-        return self.crawl.spiders.get(name) or SpiderSettings()
+        return self.crawl.spiders.get(name) or SpiderSettings.model_validate({})
 
 
 def _env_overrides(environ: dict[str, str]) -> list[tuple[list[str], Any]]:

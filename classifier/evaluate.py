@@ -129,7 +129,7 @@ def remove_near_duplicates(
     return kept, len(test) - len(kept)
 
 
-def expected_calibration_error(y_true: Sequence[int], scores: Sequence[float], n_bins: int = 10) -> float:
+def expected_calibration_error(y_true: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray, n_bins: int = 10) -> float:
     """Top-label ECE: bins of the predicted label's confidence, weighted |accuracy - confidence|."""
     y = np.asarray(y_true, dtype=int)
     p = np.asarray(scores, dtype=float)
@@ -148,7 +148,7 @@ def expected_calibration_error(y_true: Sequence[int], scores: Sequence[float], n
     return float(ece)
 
 
-def metrics(y_true: Sequence[int], scores: Sequence[float], *, threshold: float = 0.5) -> dict[str, Any]:
+def metrics(y_true: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray, *, threshold: float = 0.5) -> dict[str, Any]:
     """Macro-F1, per-class precision/recall/F1, accuracy, ECE and confusion matrix of binary scores."""
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 

@@ -301,7 +301,7 @@ class StarterModel:
         out = []
         for i, s in enumerate(scores):
             label = RUMOR if s >= 0.5 else CREDIBLE
-            terms = self._top_terms(feats[i], X[i], label == RUMOR, top_k) if top_k else []
+            terms = self._top_terms(feats[i], X[i], label == RUMOR, top_k) if feats is not None else []
             out.append(Prediction(score=float(s), label=label, top_terms=terms, model_version=version))
         return out
 

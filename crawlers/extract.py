@@ -243,6 +243,7 @@ def parse_feed_datetime(s: object) -> _dt.datetime | None:
                 value = _match_datetime(raw)
         if value is None:
             return None
+    assert value is not None
     if value.tzinfo is not None:
         value = value.astimezone(_dt.timezone.utc).replace(tzinfo=None)
     return value

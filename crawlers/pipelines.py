@@ -151,7 +151,7 @@ class StorePipeline:
         """Write one item; returns "debunk"/"claim" when it created a row."""
         stats = self.crawler.stats
         if isinstance(item, DebunkItem):
-            rec = DebunkIn(**{k: item.get(k) for k in DEBUNK_FIELDS})
+            rec = DebunkIn(**{k: item.get(k) for k in DEBUNK_FIELDS})  # type: ignore[arg-type]
             rec.title = (rec.title or "").strip()
             rec.text = (rec.text or "").strip()
             rec.source = (rec.source or "").strip() or "unknown"
@@ -168,11 +168,11 @@ class StorePipeline:
                 logger.info("piyao: debunk %s rejected (%s)", rec.url, res.reason)
             return "debunk" if res.outcome == "imported" else None
         elif isinstance(item, ClaimItem):
-            rec = ClaimIn(**{k: item.get(k) for k in CLAIM_FIELDS})
-            if not (rec.text or "").strip() or not (rec.source or "").strip():
+            claim = ClaimIn(**{k: item.get(k) for k in CLAIM_FIELDS})  # type: ignore[arg-type]
+            if not (claim.text or "").strip() or not (claim.source or "").strip():
                 stats.inc_value(STAT_PREFIX + "claim/rejected/empty")
                 return None
-            _row, created = add_claim(self.session, rec, crawl_run_id=self.run_id)
+            _row, created = add_claim(self.session, claim, crawl_run_id=self.run_id)
             stats.inc_value(STAT_PREFIX + ("claim/new" if created else "claim/seen"))
             return "claim" if created else None
         stats.inc_value(STAT_PREFIX + "unknown_item")

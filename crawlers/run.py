@@ -108,7 +108,7 @@ def crawl(settings: Settings, spider_names: list[str], *, overrides: dict[str, l
                 from twisted.internet import reactor
 
                 if reactor.running:
-                    reactor.stop()
+                    reactor.stop()  # type: ignore[misc]
 
         run_all()
         process.start(stop_after_crawl=False)

@@ -112,7 +112,8 @@ class EmbeddedBackend:
     ) -> list[Hit]:
         if not tokens:
             return []
-        where, params = ["docs_fts MATCH ?"], [fts_query(tokens)]
+        where: list[str] = ["docs_fts MATCH ?"]
+        params: list[object] = [fts_query(tokens)]
         f = filters or SearchFilters()
         if f.kind:
             where.append("d.kind = ?")
@@ -163,7 +164,7 @@ class EmbeddedBackend:
 
     def keys(self, kind: str | None = None) -> set[str]:
         with self._lock:
-            sql, params = "SELECT key FROM docs", ()
+            sql, params = "SELECT key FROM docs", tuple[str, ...]()
             if kind:
                 sql, params = sql + " WHERE kind = ?", (kind,)
             return {r[0] for r in self._db.execute(sql, params)}

@@ -87,7 +87,7 @@ def drain(
                 if deletes:
                     backend.delete(deletes)
             except Exception as exc:
-                error = f"{exc.__class__.__name__}: {exc}"[:2000]
+                error: str | None = f"{exc.__class__.__name__}: {exc}"[:2000]
             else:
                 error = None
                 s.execute(delete(IndexOutbox).where(IndexOutbox.id.in_(ids)))

@@ -31,6 +31,7 @@ class PiyaoSpider(scrapy.Spider):
         self._arg_max_items = None if max_items in (None, "") else int(max_items)
         self.start_urls = list(self._arg_start_urls)
         self.max_items = self._arg_max_items or 0
+        self.spider_conf: Any = None
 
     @classmethod
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> PiyaoSpider:
