@@ -96,6 +96,10 @@ def index_pending(ctx: Context, *, show_progress: bool = True) -> int:
     pending = backlog(ctx.store)
     if not pending:
         return 0
+    try:
+        ctx.backend
+    except UserError as exc:
+        raise UserError(f"{exc.format_message()}; {pending} change(s) wait in the outbox: run `piyao index` when the index is back") from None
     with progress_bar(transient=True) as prog:
         task = prog.add_task("indexing", total=pending) if show_progress else None
 
@@ -419,6 +423,22 @@ def crawl(ctx: Context, spiders: tuple[str, ...], start_url: tuple[str, ...]) ->
     for s in stats:
         out.print(json.dumps(s, ensure_ascii=False, default=str))
     console.print(f"indexed {indexed}")
+
+
+@cli.command()
+@click.pass_obj
+def reindex(ctx: Context) -> None:
+    """Rebuild the index from the store and swap it in atomically (searches keep answering)."""
+    from index.backend import BackendError
+    from index.outbox import OutboxError, reindex as rebuild_index, store_count
+
+    with progress_bar() as prog:
+        task = prog.add_task("reindexing", total=store_count(ctx.store))
+        try:
+            n = rebuild_index(ctx.store, ctx.backend, progress=lambda k: prog.advance(task, k))
+        except (OutboxError, BackendError) as exc:
+            raise UserError(str(exc)) from None
+    out.print(f"rebuilt the {ctx.backend.name} index: {n} documents; {ctx.backend.count()} searchable")
 
 
 @cli.command("index")

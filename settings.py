@@ -32,11 +32,33 @@ class StoreSettings(_Section):
     echo: bool = False
 
 
+class ElasticsearchSettings(_Section):
+    hosts: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:9200"])
+    # The alias searches go through; concrete indices are named <alias>-<timestamp>.
+    alias: str = Field("piyao", pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    # Authentication: an API key, or username + password (basic auth). Empty: none.
+    api_key: str = ""
+    username: str = ""
+    password: str = ""
+    # TLS: verify the server certificate (against ca_certs when set).
+    verify_certs: bool = True
+    ca_certs: str = ""
+    # Seconds per request, and retries of a failed request (with backoff) in bulk writes.
+    request_timeout: float = Field(10.0, gt=0)
+    max_retries: int = Field(3, ge=0)
+    # Shards of a new index; replicas 0 suits one node.
+    shards: int = Field(1, ge=1)
+    replicas: int = Field(0, ge=0)
+    # Dimensions of the dense_vector field (multilingual-e5-small: 384).
+    vector_dims: int = Field(384, ge=1, le=4096)
+
+
 class IndexSettings(_Section):
-    backend: Literal["embedded"] = "embedded"
+    backend: Literal["embedded", "elasticsearch"] = "embedded"
     # Embedded index file; empty means <data_dir>/index.sqlite.
     path: str = ""
     batch_size: int = Field(500, ge=1, le=100_000)
+    elasticsearch: ElasticsearchSettings = Field(default_factory=lambda: ElasticsearchSettings())
 
 
 class ImportSettings(_Section):

@@ -18,4 +18,23 @@ def open_backend(settings: Settings) -> Backend:
         from index.embedded import EmbeddedBackend
 
         return EmbeddedBackend(settings.index_path)
+    if settings.index.backend == "elasticsearch":
+        from index.elastic import ElasticBackend
+
+        es = settings.index.elasticsearch
+        return ElasticBackend(
+            es.hosts,
+            alias=es.alias,
+            api_key=es.api_key,
+            username=es.username,
+            password=es.password,
+            verify_certs=es.verify_certs,
+            ca_certs=es.ca_certs,
+            request_timeout=es.request_timeout,
+            max_retries=es.max_retries,
+            shards=es.shards,
+            replicas=es.replicas,
+            vector_dims=es.vector_dims,
+            chunk_size=settings.index.batch_size,
+        )
     raise BackendError(f"index.backend: unknown backend {settings.index.backend!r}")

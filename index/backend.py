@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol, runtime_checkable
+from typing import Callable, Iterable, Protocol, runtime_checkable
 
 
 @dataclass
@@ -66,6 +66,9 @@ class Backend(Protocol):
 
     def count(self, kind: str | None = None) -> int:
         ...
+
+    def rebuild(self, docs: Iterable[IndexDoc], *, progress: Callable[[int], None] | None = None) -> int:
+        """Build a fresh index from ``docs`` and swap it in atomically; searches keep answering meanwhile."""
 
     def clear(self) -> None:
         ...

@@ -6,14 +6,14 @@ import datetime as dt
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from classifier.text import tokenize
 from index.backend import BackendError, Hit, IndexDoc, SearchFilters
 from index.snippets import make_snippet
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS docs (
+TABLES = """
+CREATE TABLE IF NOT EXISTS {docs} (
     rowid INTEGER PRIMARY KEY,
     key TEXT NOT NULL UNIQUE,
     kind TEXT NOT NULL,
@@ -23,16 +23,29 @@ CREATE TABLE IF NOT EXISTS docs (
     title TEXT NOT NULL,
     text TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS docs_kind_source ON docs(kind, source);
-CREATE INDEX IF NOT EXISTS docs_date ON docs(date);
-CREATE VIRTUAL TABLE IF NOT EXISTS docs_fts USING fts5(
+CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5(
     title, body, tokenize = 'unicode61 remove_diacritics 0'
 );
+"""
+INDEXES = """
+CREATE INDEX IF NOT EXISTS docs_kind_source ON docs(kind, source);
+CREATE INDEX IF NOT EXISTS docs_date ON docs(date);
 """
 # Title terms count three times as much as body terms.
 TITLE_WEIGHT, BODY_WEIGHT = 3.0, 1.0
 # Raw text kept for snippets; the whole text is still indexed.
 STORED_TEXT_CHARS = 20_000
+
+
+def _insert(conn: sqlite3.Connection, d: IndexDoc, docs: str = "docs", fts: str = "docs_fts") -> None:
+    cur = conn.execute(
+        f"INSERT INTO {docs}(key, kind, source, date, url, title, text) VALUES (?,?,?,?,?,?,?)",
+        (d.key, d.kind, d.source, d.date.isoformat() if d.date else None, d.url, d.title, d.text[:STORED_TEXT_CHARS]),
+    )
+    conn.execute(
+        f"INSERT INTO {fts}(rowid, title, body) VALUES (?,?,?)",
+        (cur.lastrowid, " ".join(tokenize(d.title)), " ".join(tokenize(d.text))),
+    )
 
 
 def fts_query(tokens: list[str]) -> str:
@@ -54,36 +67,58 @@ class EmbeddedBackend:
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
+            self._db.executescript(TABLES.format(docs="docs", fts="docs_fts") + INDEXES)
         except sqlite3.Error as exc:
             raise BackendError(f"cannot open the embedded index {self.path}: {exc}") from exc
         self._lock = threading.RLock()
 
     # writes --------------------------------------------------------------
     def upsert(self, docs: Iterable[IndexDoc]) -> int:
-        rows = []
-        for d in docs:
-            rows.append(
-                (
-                    d,
-                    " ".join(tokenize(d.title)),
-                    " ".join(tokenize(d.text)),
-                )
-            )
+        docs = list(docs)
         with self._lock, self._db:
-            for d, title_tokens, body_tokens in rows:
+            for d in docs:
                 old = self._db.execute("SELECT rowid FROM docs WHERE key = ?", (d.key,)).fetchone()
                 if old:
                     self._db.execute("DELETE FROM docs_fts WHERE rowid = ?", old)
                     self._db.execute("DELETE FROM docs WHERE rowid = ?", old)
-                cur = self._db.execute(
-                    "INSERT INTO docs(key, kind, source, date, url, title, text) VALUES (?,?,?,?,?,?,?)",
-                    (d.key, d.kind, d.source, d.date.isoformat() if d.date else None, d.url, d.title, d.text[:STORED_TEXT_CHARS]),
-                )
-                self._db.execute(
-                    "INSERT INTO docs_fts(rowid, title, body) VALUES (?,?,?)", (cur.lastrowid, title_tokens, body_tokens)
-                )
-        return len(rows)
+                _insert(self._db, d)
+        return len(docs)
+
+    def rebuild(self, docs: Iterable[IndexDoc], *, progress: Callable[[int], None] | None = None) -> int:
+        """Fill fresh tables beside the live ones on a second connection, then swap them in one transaction.
+
+        Searches (WAL mode) keep answering from the old tables until the swap commits.
+        """
+        conn = sqlite3.connect(str(self.path), timeout=60)
+        try:
+            with conn:
+                conn.execute("DROP TABLE IF EXISTS docs_fts_build")
+                conn.execute("DROP TABLE IF EXISTS docs_build")
+            conn.executescript(TABLES.format(docs="docs_build", fts="docs_fts_build"))
+            n = 0
+            batch: list[IndexDoc] = []
+            it = iter(docs)
+            while True:
+                batch = [d for _, d in zip(range(500), it)]
+                if not batch:
+                    break
+                with conn:
+                    for d in batch:
+                        _insert(conn, d, "docs_build", "docs_fts_build")
+                n += len(batch)
+                if progress:
+                    progress(len(batch))
+            with self._lock, conn:
+                conn.execute("DROP TABLE docs_fts")
+                conn.execute("DROP TABLE docs")
+                conn.execute("ALTER TABLE docs_build RENAME TO docs")
+                conn.execute("ALTER TABLE docs_fts_build RENAME TO docs_fts")
+                for stmt in INDEXES.split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+        finally:
+            conn.close()
+        return n
 
     def delete(self, keys: Iterable[str]) -> int:
         n = 0

@@ -7,13 +7,14 @@ the rows only after the backend accepted them: an index outage loses nothing.
 
 from __future__ import annotations
 
-from typing import Callable
+import datetime as dt
+from typing import Callable, Iterator
 
 from sqlalchemy import delete, func, select
 
 from index.backend import Backend, IndexDoc
 from store.db import Store
-from store.models import Claim, Debunk, IndexOutbox
+from store.models import Claim, Debunk, IndexOutbox, utcnow
 
 
 def debunk_doc(d: Debunk) -> IndexDoc:
@@ -41,6 +42,36 @@ def _record_failure(store: Store, ids: list[int], error: str) -> None:
         for row in s.scalars(select(IndexOutbox).where(IndexOutbox.id.in_(ids))):
             row.attempts += 1
             row.last_error = error
+
+
+def store_docs(store: Store, *, since: dt.datetime | None = None, batch: int = 1000) -> Iterator[IndexDoc]:
+    """Every debunk and claim in the store as index documents (those changed since ``since`` if given)."""
+    with store.session() as s:
+        dq = select(Debunk).order_by(Debunk.id).execution_options(yield_per=batch)
+        cq = select(Claim).order_by(Claim.id).execution_options(yield_per=batch)
+        if since is not None:
+            dq = dq.where((Debunk.updated_at >= since) | (Debunk.created_at >= since))
+            cq = cq.where((Claim.last_seen >= since) | (Claim.first_seen >= since))
+        for d in s.scalars(dq):
+            yield debunk_doc(d)
+        for c in s.scalars(cq):
+            yield claim_doc(c)
+
+
+def store_count(store: Store) -> int:
+    with store.session() as s:
+        return int(s.scalar(select(func.count()).select_from(Debunk)) or 0) + int(s.scalar(select(func.count()).select_from(Claim)) or 0)
+
+
+def reindex(store: Store, backend: Backend, *, progress: Callable[[int], None] | None = None) -> int:
+    """Rebuild the index from the store and swap it in; then catch up with writes made meanwhile."""
+    started = utcnow()
+    n = backend.rebuild(store_docs(store), progress=progress)
+    late = list(store_docs(store, since=started))
+    if late:
+        backend.upsert(late)
+    drain(store, backend)
+    return n
 
 
 def backlog(store: Store) -> int:
