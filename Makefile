@@ -1,11 +1,16 @@
-# piyao: `make demo` installs into .venv and runs the pipeline on the embedded default;
-# `make test` runs the whole test suite.
+# piyao: `make demo` installs into .venv and runs the pipeline on the embedded default (no servers);
+# `make test` starts the test services, then runs the whole test suite.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 DEMO_DATA ?= var/demo
+# Test services (scripts/*.sh): a single-node Elasticsearch and a private PostgreSQL on loopback.
+ES_PORT ?= 9200
+PG_PORT ?= 55432
+export PIYAO_ES_PORT = $(ES_PORT)
+export PIYAO_PG_PORT = $(PG_PORT)
 
-.PHONY: install demo test clean-demo
+.PHONY: install demo test services services-stop clean-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +26,19 @@ demo: install
 	rm -rf $(DEMO_DATA)
 	$(BIN)/piyao --data-dir $(DEMO_DATA) demo
 
-test: install
+# Start both (idempotent: already running is fine); stop with `make services-stop`.
+services:
+	bash scripts/elasticsearch.sh start
+	bash scripts/postgres.sh start
+
+services-stop:
+	-bash scripts/elasticsearch.sh stop
+	-bash scripts/postgres.sh stop
+
+# The Elasticsearch and PostgreSQL tests find the services through these variables.
+test: install services
+	PIYAO_TEST_ES_URL=http://127.0.0.1:$(ES_PORT) \
+	PIYAO_TEST_PG_URL=postgresql+psycopg://postgres@127.0.0.1:$(PG_PORT)/piyao_test \
 	$(BIN)/python -m pytest
 
 clean-demo:

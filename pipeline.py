@@ -290,7 +290,12 @@ def debunks_import(ctx: Context, files: tuple[str, ...], source: str | None, no_
         raise UserError(errors[0] if len(errors) == 1 else f"no file could be imported: {'; '.join(errors)}")
     for err in errors:
         click.echo(f"piyao: skipped {err}", err=True)
-    indexed = 0 if no_index else index_pending(ctx)
+    # The store holds the import now; report it before indexing, which may fail without losing anything.
+    index_error: UserError | None = None
+    try:
+        indexed = 0 if no_index else index_pending(ctx)
+    except UserError as exc:
+        indexed, index_error = 0, exc
     result = report.as_dict() | {"indexed": indexed, "file_errors": errors}
     if as_json:
         out.print_json(json.dumps(result, ensure_ascii=False))
@@ -300,6 +305,8 @@ def debunks_import(ctx: Context, files: tuple[str, ...], source: str | None, no_
             f"{report.files} file(s), {report.rows} rows: imported {report.imported}, updated {report.updated}, "
             f"unchanged {report.unchanged}, rejected {sum(report.rejected.values())} ({rej}); indexed {indexed}"
         )
+    if index_error is not None:
+        raise index_error
 
 
 @cli.command()

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
@@ -42,6 +43,16 @@ def is_truncated_copy(new: str, stored: str) -> bool:
     if not grams:
         return True
     return len(grams & shingles(stored)) / len(grams) >= TRUNCATED_CONTAINMENT
+
+
+def _fit(value: str | None, column: Any) -> str | None:
+    """``value`` as every backend can store it in ``column``: PostgreSQL refuses NUL characters and
+    strings longer than a VARCHAR's length, both of which SQLite would keep silently."""
+    if value is None:
+        return None
+    value = value.replace("\x00", "")
+    length = getattr(column.type, "length", None)
+    return value[:length] if length else value
 
 
 def enqueue(session: Session, kind: str, doc_id: int, op: str = "upsert") -> None:
@@ -120,8 +131,19 @@ class DebunkWriter:
         return res
 
     def _add(self, item: DebunkIn) -> WriteResult:
-        url = (item.url or "").strip()
-        title = (item.title or "").strip()
+        col = Debunk.__table__.c
+        url = (item.url or "").replace("\x00", "").strip()
+        if len(url) > getattr(col.url.type, "length", len(url)):  # a cut URL would point elsewhere
+            return WriteResult("rejected", "bad_url")
+        item = replace(
+            item,
+            title=_fit((item.title or "").strip(), col.title) or "",
+            text=_fit(item.text, col.text) or "",
+            source=_fit(item.source, col.source) or "",
+            verdict=_fit(item.verdict, col.verdict),
+            editor=_fit(item.editor, col.editor),
+        )
+        title = item.title
         if not url or not _URL_OK.match(url):
             return WriteResult("rejected", "bad_url")
         if not title and not item.text.strip():
@@ -176,9 +198,14 @@ class DebunkWriter:
 
 def add_claim(session: Session, item: ClaimIn, *, crawl_run_id: int | None = None) -> tuple[Claim, bool]:
     """Store a claim sighting. The same claim seen again (same source id or same text) counts a sighting."""
-    text = item.text.strip()
+    col = Claim.__table__.c
+    text = (_fit(item.text, col.text) or "").strip()
     chash = content_hash(text)
-    external_id = item.external_id or item.url or chash
+    external_id = _fit(item.external_id or item.url or chash, col.external_id) or chash
+    url = (item.url or "").replace("\x00", "") or None
+    if url is not None and len(url) > getattr(col.url.type, "length", len(url)):
+        url = None  # too long to store whole: a cut URL would point elsewhere
+    item = replace(item, source=_fit(item.source, col.source) or "")
     row = session.scalar(select(Claim).where(Claim.source == item.source, Claim.external_id == external_id))
     if row is None:
         row = session.scalar(select(Claim).where(Claim.content_hash == chash).limit(1))
@@ -189,8 +216,8 @@ def add_claim(session: Session, item: ClaimIn, *, crawl_run_id: int | None = Non
         return row, False
     row = Claim(
         source=item.source,
-        external_id=external_id[:300],
-        url=item.url,
+        external_id=external_id,
+        url=url,
         text=text,
         published=item.published,
         content_hash=chash,

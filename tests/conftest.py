@@ -6,11 +6,16 @@ CI hides a broken feature.
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.request
+import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
 
 from store.db import Store, open_store
 
@@ -29,9 +34,78 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests named ``*sqlite*`` check SQLite specifics (pragmas, WAL files): they run on SQLite only.
+
+    Their PostgreSQL variants are deselected rather than skipped, so PIYAO_NO_SKIPS stays meaningful.
+    """
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_pg = callspec is not None and callspec.params.get("db_url") == "postgresql"
+        (drop if on_pg and "sqlite" in getattr(item, "originalname", item.name) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """The PostgreSQL test database (scripts/postgres.sh; `make test` sets PIYAO_TEST_PG_URL)."""
+    url = os.environ.get("PIYAO_TEST_PG_URL")
+    if not url:
+        pytest.skip("PIYAO_TEST_PG_URL is not set: run scripts/postgres.sh start and set it (make test does both)")
+    return url
+
+
+@pytest.fixture(scope="session")
+def _pg_admin(pg_url: str) -> Iterator[Engine]:
+    engine = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - a set but unreachable database is an error, not a skip
+        pytest.fail(f"PIYAO_TEST_PG_URL={pg_url} does not answer: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
+def _pg_schema_url(pg_url: str, _pg_admin: Engine) -> Iterator[str]:
+    """A fresh, empty schema per test, made the connection's search_path: as isolated as a new
+    database, but created and dropped in milliseconds."""
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    with _pg_admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(pg_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with _pg_admin.connect() as conn:
+        conn.execute(text("SET lock_timeout = '20s'"))
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every test that uses the store runs on SQLite (the embedded default) and on PostgreSQL."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("_pg_schema_url"))
     return f"sqlite:///{tmp_path / 'data' / 'piyao.db'}"
+
+
+@pytest.fixture(scope="session")
+def es_url() -> str:
+    """The Elasticsearch test node (scripts/elasticsearch.sh; `make test` sets PIYAO_TEST_ES_URL)."""
+    url = os.environ.get("PIYAO_TEST_ES_URL")
+    if not url:
+        pytest.skip("PIYAO_TEST_ES_URL is not set: run scripts/elasticsearch.sh start and set it (make test does both)")
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/_cluster/health?wait_for_status=yellow&timeout=30s", timeout=40) as r:
+            health = json.load(r)
+    except Exception as exc:  # noqa: BLE001 - a set but unreachable node is an error, not a skip
+        pytest.fail(f"PIYAO_TEST_ES_URL={url} does not answer: {exc.__class__.__name__}: {exc}")
+    if health.get("status") not in ("green", "yellow"):
+        pytest.fail(f"PIYAO_TEST_ES_URL={url} is not healthy: {health}")
+    return url
 
 
 @pytest.fixture
@@ -52,3 +126,11 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     data = tmp_path / "data"
     monkeypatch.setenv("PIYAO_DATA_DIR", str(data))
     return data
+
+
+@pytest.fixture(scope="session")
+def es_url() -> str:
+    url = os.environ.get("PIYAO_TEST_ES_URL")
+    if not url:
+        pytest.skip("PIYAO_TEST_ES_URL is not set: no Elasticsearch node to test against (make test starts one)")
+    return url
