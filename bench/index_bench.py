@@ -303,8 +303,10 @@ def main() -> None:
         raw = f"{PREFIX}raw-{uuid.uuid4().hex[:10]}"
         es.indices.create(index=raw, settings={"number_of_shards": 1, "number_of_replicas": 0}, mappings=mappings(384))
         created.append(raw)
+        t_prep = time.perf_counter()
         actions = raw_actions(backend, docs, raw)
         bodies = [raw_body(backend, q) for q in queries]
+        prepare_seconds = time.perf_counter() - t_prep
         bar = tqdm(total=len(actions), desc="raw: bulk", unit="doc", file=sys.stderr, dynamic_ncols=True)
         t0 = time.perf_counter()
         ok, errors = helpers.bulk(es, actions, chunk_size=BATCH, stats_only=True)
@@ -317,14 +319,39 @@ def main() -> None:
         lat = timed_searches("raw", lambda body: es.search(index=raw, **body), bodies)
         r_bytes = store_bytes(es, raw)
         results.append(
-            result("elasticsearch-raw-client", len(docs), secs, lat, store_bytes=r_bytes, bytes_per_doc=round(r_bytes / len(docs)))
+            result(
+                "elasticsearch-raw-client",
+                len(docs),
+                secs,
+                lat,
+                store_bytes=r_bytes,
+                bytes_per_doc=round(r_bytes / len(docs)),
+                untimed_prepare_seconds=round(prepare_seconds, 2),
+            )
         )
         print(json.dumps(results[-1], ensure_ascii=False), flush=True)
 
         # Size after merging to one segment: the steady state of an index that is no longer written.
+        segments = int(es.indices.stats(index=raw, metric="segments")["_all"]["primaries"]["segments"]["count"])
         es.options(request_timeout=600).indices.forcemerge(index=raw, max_num_segments=1)
         merged = store_bytes(es, raw)
-        sizes.update(es_store_bytes=r_bytes, es_store_bytes_merged=merged, es_bytes_per_doc_merged=round(merged / len(docs)))
+        sizes.update(es_store_bytes=r_bytes, es_segments_before_merge=segments, es_store_bytes_merged=merged, es_bytes_per_doc_merged=round(merged / len(docs)))
+        # Bytes per document of each kind alone (debunks are long articles, claims short posts),
+        # from the same prebuilt actions, each kind in its own index, merged to one segment.
+        for kind in ("debunk", "claim"):
+            name = f"{PREFIX}{kind}-{uuid.uuid4().hex[:10]}"
+            es.indices.create(index=name, settings={"number_of_shards": 1, "number_of_replicas": 0}, mappings=mappings(384))
+            created.append(name)
+            part = [{**a, "_index": name} for a in actions if a["_source"]["kind"] == kind]
+            helpers.bulk(es, part, chunk_size=BATCH, stats_only=True)
+            es.indices.refresh(index=name)
+            es.options(request_timeout=600).indices.forcemerge(index=name, max_num_segments=1)
+            size = store_bytes(es, name)
+            sizes[f"es_{kind}_only_docs"] = len(part)
+            sizes[f"es_{kind}_only_bytes_merged"] = size
+            sizes[f"es_{kind}_bytes_per_doc_merged"] = round(size / len(part))
+            es.indices.delete(index=name)
+            created.remove(name)
 
         nodes = es.nodes.info()["nodes"]
         health = es.cluster.health()

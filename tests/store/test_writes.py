@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from store.db import Store
 from store.importer import import_debunks
 from store.models import AuditEvent, Claim, Debunk, IndexOutbox
 from store.records import ClaimIn, DebunkIn
@@ -133,3 +134,18 @@ def test_rolled_back_write_leaves_no_audit_or_outbox(store) -> None:
         assert s.scalars(select(Debunk)).all() == []
         assert s.scalars(select(AuditEvent)).all() == []
         assert s.scalars(select(IndexOutbox)).all() == []
+
+
+def test_nul_characters_and_overlong_values_store_on_every_database(store: Store) -> None:
+    """PostgreSQL refuses NUL characters and over-long VARCHARs that SQLite would keep."""
+    with store.session() as s:
+        w = DebunkWriter(s)
+        ok = w.add(DebunkIn(url="https://example.org/nul", title="标题\x00含空字符", text="正文\x00里也有空字符，内容足够长。", source="来" * 500))
+        too_long = w.add(DebunkIn(url="https://example.org/" + "a" * 3000, title="超长链接", text="一篇正常的文章内容", source="s"))
+        claim, created = add_claim(s, ClaimIn(source="s" * 300, text="说法\x00文本", url="https://example.org/" + "b" * 3000, external_id="x" * 400))
+    assert ok.outcome == "imported" and too_long.outcome == "rejected" and too_long.reason == "bad_url"
+    with store.session() as s:
+        row = s.get(Debunk, ok.debunk_id)
+        assert row is not None and "\x00" not in row.title + row.text and len(row.source) == 200
+        c = s.get(Claim, claim.id)
+        assert c is not None and created and c.url is None and c.text == "说法文本" and len(c.external_id) == 300
