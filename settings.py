@@ -94,6 +94,33 @@ class SpiderSettings(_Section):
     max_items: int = Field(0, ge=0)
 
 
+class SourceSettings(_Section):
+    """A claim or debunk source crawled by the generic spider, declared in config only."""
+
+    # feed: RSS/Atom; sitemap: sitemap.xml (or robots.txt Sitemap lines); list: list pages with selectors;
+    # article: the given URLs are article pages.
+    type: Literal["feed", "sitemap", "list", "article"]
+    urls: list[str] = Field(min_length=1)
+    # What the source yields: claims to check, or debunks to match against.
+    kind: Literal["claim", "debunk"] = "claim"
+    # Display name stored with each item; empty: the source's key in crawl.sources.
+    source: str = ""
+    enabled: bool = True
+    # Selectors (CSS, or XPath when prefixed "xpath:"). list: `item` selects entries, `link` the detail link
+    # inside one, `next_page` the pagination link. On detail pages `title`, `text`, `date`; an empty `text`
+    # uses readability-style extraction.
+    item: str = ""
+    link: str = ""
+    next_page: str = ""
+    title: str = ""
+    text: str = ""
+    date: str = ""
+    # Only URLs matching one of these regular expressions are followed (empty: all on the same site).
+    allow: list[str] = Field(default_factory=list)
+    # Stop after this many pages per run (0: no limit).
+    max_pages: int = Field(0, ge=0)
+
+
 class CrawlSettings(_Section):
     user_agent: str = "piyao/0.1 (science rumor refutation crawler; +https://github.com/piyao-project/piyao)"
     obey_robots: bool = True
@@ -106,9 +133,28 @@ class CrawlSettings(_Section):
     max_page_bytes: int = Field(10_000_000, ge=10_000)
     # Scrapy's log level during crawls (DEBUG, INFO, WARNING, ERROR).
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    # Dates without a zone on Chinese sites are in this time zone.
+    timezone: str = "Asia/Shanghai"
+    # Keep each spider's job state under <data_dir>/crawl/jobs/<spider> so that a killed crawl resumes
+    # where it stopped without refetching or duplicating items.
+    persist_jobs: bool = True
+    # Pages fetched within this many hours are not fetched again; older ones are revalidated with
+    # conditional requests (If-Modified-Since / If-None-Match). List and feed pages are always fetched.
+    seen_expiry_hours: float = Field(168.0, ge=0.0)
+    # local: one process per crawl; redis: spiders share a scrapy-redis frontier and dupefilter.
+    engine: Literal["local", "redis"] = "local"
+    redis_url: str = "redis://127.0.0.1:6379/0"
     # Spiders that `piyao run` crawls, in order.
     run: list[str] = Field(default_factory=lambda: ["piyao_org_cn", "claim_feed"])
     spiders: dict[str, SpiderSettings] = Field(default_factory=dict)
+    # Sources crawled by the generic spider (`piyao crawl generic`), declared without code.
+    sources: dict[str, SourceSettings] = Field(default_factory=dict)
+
+
+class ClaimsSettings(_Section):
+    # Claims whose jieba-shingle MinHash Jaccard similarity is at least this join one cluster
+    # (one queue entry counting its sightings and sources).
+    cluster_threshold: float = Field(0.6, gt=0.0, le=1.0)
 
 
 class QueueSettings(_Section):
@@ -126,6 +172,7 @@ class Settings(_Section):
     matching: MatchingSettings = Field(default_factory=lambda: MatchingSettings())
     crawl: CrawlSettings = Field(default_factory=lambda: CrawlSettings())
     queue: QueueSettings = Field(default_factory=lambda: QueueSettings())
+    claims: ClaimsSettings = Field(default_factory=lambda: ClaimsSettings())
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -76,3 +76,20 @@ def display_name(code: str) -> str:
         return DISPLAY_NAMES[code]
     except KeyError:
         raise ValueError(f"unknown label code {code!r}; expected one of {list(DISPLAY_NAMES)}") from None
+
+
+# Verdict taxonomy for debunks and editors' decisions, aligned with the platforms' own labels.
+# Spiders map each site's native verdict onto these codes (see crawlers/spiders/*.py).
+VERDICT_RUMOR = "rumor"
+VERDICT_PSEUDOSCIENCE = "pseudoscience"
+VERDICT_MISLEADING = "misleading"
+VERDICT_UNPROVEN = "unproven"
+VERDICT_CREDIBLE = CREDIBLE
+
+VERDICTS: dict[str, str] = {
+    VERDICT_RUMOR: "谣言",
+    VERDICT_PSEUDOSCIENCE: "伪科学",
+    VERDICT_MISLEADING: "误导/有失实",
+    VERDICT_UNPROVEN: "尚无定论",
+    VERDICT_CREDIBLE: "可信",
+}
