@@ -7,8 +7,10 @@ DEMO_DATA ?= var/demo
 # Test services (scripts/*.sh): a single-node Elasticsearch and a private PostgreSQL on loopback.
 ES_PORT ?= 9200
 PG_PORT ?= 55432
+REDIS_PORT ?= 56379
 export PIYAO_ES_PORT = $(ES_PORT)
 export PIYAO_PG_PORT = $(PG_PORT)
+export PIYAO_REDIS_PORT = $(REDIS_PORT)
 
 .PHONY: install demo test services services-stop clean-demo
 
@@ -30,15 +32,18 @@ demo: install
 services:
 	bash scripts/elasticsearch.sh start
 	bash scripts/postgres.sh start
+	bash scripts/redis.sh start
 
 services-stop:
 	-bash scripts/elasticsearch.sh stop
 	-bash scripts/postgres.sh stop
+	-bash scripts/redis.sh stop
 
 # The Elasticsearch and PostgreSQL tests find the services through these variables.
 test: install services
 	PIYAO_TEST_ES_URL=http://127.0.0.1:$(ES_PORT) \
 	PIYAO_TEST_PG_URL=postgresql+psycopg://postgres@127.0.0.1:$(PG_PORT)/piyao_test \
+	PIYAO_TEST_REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0 \
 	$(BIN)/python -m pytest
 
 clean-demo:

@@ -417,9 +417,19 @@ def match(ctx: Context, input_path: str, output_path: str, top_k: int | None) ->
 @cli.command()
 @click.argument("spiders", nargs=-1)
 @click.option("--start-url", multiple=True, help="Override the spider's start URL(s) (e.g. a mirror).")
+@click.option("--list", "list_spiders", is_flag=True, help="Print every spider name (like `scrapy list`) and exit without crawling.")
 @click.pass_obj
-def crawl(ctx: Context, spiders: tuple[str, ...], start_url: tuple[str, ...]) -> None:
+def crawl(ctx: Context, spiders: tuple[str, ...], start_url: tuple[str, ...], list_spiders: bool = False) -> None:
     """Run spiders (default: crawl.run) and store what they find."""
+    if list_spiders:
+        from scrapy.settings import Settings as ScrapySettings
+        from scrapy.spiderloader import SpiderLoader
+
+        from crawlers.settings import scrapy_settings
+
+        for name in sorted(SpiderLoader.from_settings(ScrapySettings(scrapy_settings(ctx.settings))).list()):
+            click.echo(name)
+        return
     from crawlers.run import crawl as run_crawl
 
     names = list(spiders) or ctx.settings.crawl.run
@@ -430,6 +440,67 @@ def crawl(ctx: Context, spiders: tuple[str, ...], start_url: tuple[str, ...]) ->
     for s in stats:
         out.print(json.dumps(s, ensure_ascii=False, default=str))
     console.print(f"indexed {indexed}")
+
+
+def crawl_run_rows(ctx: Context, *, limit: int = 20, spider: str | None = None) -> list[dict[str, Any]]:
+    """CrawlRun rows, newest first, with duration and the ``piyao/errors/<kind>`` counts of their stats."""
+    from store.models import CrawlRun
+
+    query = select(CrawlRun).order_by(CrawlRun.started_at.desc(), CrawlRun.id.desc()).limit(limit)
+    if spider:
+        query = query.where(CrawlRun.spider == spider)
+    rows = []
+    with ctx.store.session() as s:
+        for r in s.scalars(query):
+            stats = r.stats if isinstance(r.stats, dict) else {}
+            by_kind = {}
+            for key, value in stats.items():
+                kind = str(key).removeprefix("piyao/errors/")
+                if str(key).startswith("piyao/errors/") and "/" not in kind and isinstance(value, (int, float)):
+                    by_kind[kind] = int(value)
+            duration = (r.finished_at - r.started_at).total_seconds() if r.finished_at and r.started_at else None
+            rows.append({
+                "id": r.id,
+                "spider": r.spider,
+                "started": r.started_at.isoformat(sep=" ", timespec="seconds") if r.started_at else None,
+                "duration_s": round(duration, 1) if duration is not None else None,
+                "status": r.status,
+                "pages": r.pages,
+                "items": r.items,
+                "new_claims": r.new_claims,
+                "new_debunks": r.new_debunks,
+                "errors": sum(by_kind.values()),
+                "errors_by_kind": dict(sorted(by_kind.items())),
+                "log_errors": r.errors,
+            })  # fmt: skip
+    return rows
+
+
+@cli.command()
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000), help="Runs to show.")
+@click.option("--spider", help="Only this spider's runs.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per run.")
+@click.pass_obj
+def runs(ctx: Context, limit: int, spider: str | None, as_json: bool) -> None:
+    """Crawl runs, newest first: pages, items, new claims/debunks, errors by kind."""
+    rows = crawl_run_rows(ctx, limit=limit, spider=spider)
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps(r, ensure_ascii=False))
+        return
+    if not rows:
+        out.print("no crawl runs" + (f" of {spider}" if spider else ""))
+        return
+    for r in rows:  # one line per run, so that piped output stays greppable
+        kinds = ", ".join(f"{k} {v}" for k, v in r["errors_by_kind"].items())
+        duration = "—" if r["duration_s"] is None else f"{r['duration_s']:.1f}s"
+        out.print(
+            f"#{r['id']} {r['spider']}  started {r['started'] or '—'} UTC  {duration}  {r['status']}  "
+            f"pages {r['pages']}  items {r['items']}  new claims {r['new_claims']}  new debunks {r['new_debunks']}  "
+            f"errors {r['errors']}" + (f" ({kinds})" if kinds else ""),
+            highlight=False,
+            markup=False,
+        )
 
 
 @cli.command()
@@ -492,7 +563,7 @@ def queue(ctx: Context, limit: int | None, as_json: bool) -> None:
     entries = list_queue(ctx.store, limit=limit or ctx.settings.queue.limit)
     if as_json:
         for e in entries:
-            click.echo(json.dumps({"claim_id": e.claim_id, "text": e.text, "source": e.source, "url": e.url, "score": round(e.score, 4), "label": e.label, "sightings": e.sightings, "priority": round(e.priority, 4), "matches": e.matches}, ensure_ascii=False))
+            click.echo(json.dumps({"claim_id": e.claim_id, "text": e.text, "source": e.source, "url": e.url, "score": round(e.score, 4), "label": e.label, "sightings": e.sightings, "cluster_id": e.cluster_id, "cluster_size": e.cluster_size, "sources": e.sources, "priority": round(e.priority, 4), "matches": e.matches}, ensure_ascii=False))
         return
     if not entries:
         out.print("the review queue is empty")
@@ -502,6 +573,7 @@ def queue(ctx: Context, limit: int | None, as_json: bool) -> None:
     table.add_column("claim", ratio=3, overflow="fold")
     table.add_column("score", justify="right")
     table.add_column("seen", justify="right")
+    table.add_column("sources", justify="right")
     table.add_column("source", overflow="fold")
     table.add_column("best matching debunk", ratio=2, overflow="fold")
     for e in entries:
@@ -511,6 +583,7 @@ def queue(ctx: Context, limit: int | None, as_json: bool) -> None:
             e.text[:120],
             f"{e.score:.2f}",
             str(e.sightings),
+            str(e.sources),
             e.source,
             f"{best['title']} ({best['source']})" if best else "—",
         )

@@ -205,7 +205,9 @@ def parse_cn_date(s: object) -> _dt.date | None:
 
     Accepts "2025-07-17 10:31:05", "2021-04-10", "2025年7月17日", "2025/7/17",
     "2025·07·17", "时间：2025-07-17", "20250717" (as in article URLs) and
-    date/datetime objects.
+    date/datetime objects; strings without a written year-month-day go through
+    ``parse_cn_datetime`` (relative dates, "昨天", "03-01", "3月1日" relative
+    to the current time in Asia/Shanghai).
     """
     if s is None:
         return None
@@ -214,7 +216,11 @@ def parse_cn_date(s: object) -> _dt.date | None:
     if isinstance(s, _dt.date):
         return s
     found = _match_datetime(str(s))
-    return found.date() if found else None
+    if found:
+        return found.date()  # a written year-month-day is taken as written
+    # Relative and year-less forms ("3天前", "昨天 10:32", "03-01", "3月1日"): see parse_cn_datetime.
+    full = parse_cn_datetime(s)
+    return full.date() if full else None
 
 
 def parse_feed_datetime(s: object) -> _dt.datetime | None:
@@ -247,3 +253,314 @@ def parse_feed_datetime(s: object) -> _dt.datetime | None:
     if value.tzinfo is not None:
         value = value.astimezone(_dt.timezone.utc).replace(tzinfo=None)
     return value
+
+
+# ---------------------------------------------------------------------------
+# Dates with times, relative dates ("3天前", "昨天 10:32") and year-less dates.
+# ---------------------------------------------------------------------------
+
+import functools as _functools  # noqa: E402
+
+DEFAULT_TZ = "Asia/Shanghai"
+_CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_NUM = r"\d+|[零〇一二两三四五六七八九十百]+|半"
+_RELATIVE = re.compile(
+    rf"(?<![\d月年])(?P<n>{_NUM})\s*(?:个)?\s*(?P<unit>秒钟|秒|分钟|分|小时|钟头|天|日|周|星期|礼拜|月|年)\s*(?:之)?前"
+)
+_JUST_NOW = re.compile(r"^(?:刚刚|刚才|just now)$", re.I)
+_DAY_WORD = re.compile(r"(?P<word>大前天|前天|昨天|昨日|今天|今日)\s*(?P<time>\d{1,2}[:：]\d{2}(?:[:：]\d{2})?)?")
+_TIME = re.compile(r"^(?P<H>\d{1,2})[:：](?P<M>\d{2})(?:[:：](?P<S>\d{2}))?$")
+_MONTH_DAY = re.compile(
+    r"(?<![\d\-/.:])(?P<m>\d{1,2})(?:\s*月\s*(?P<d1>\d{1,2})\s*[日号]?|[-/](?P<d2>\d{1,2})(?![\d\-/.]))"
+    r"(?:[\sT]*(?P<H>\d{1,2})[:：](?P<M>\d{2})(?:[:：](?P<S>\d{2}))?)?"
+)
+_ISO_WITH_ZONE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}:?\d{2})$", re.I)
+_DAY_OFFSETS = {"今天": 0, "今日": 0, "昨天": 1, "昨日": 1, "前天": 2, "大前天": 3}
+
+
+@_functools.lru_cache(maxsize=16)
+def _zone(name: str) -> _dt.tzinfo:
+    """The time zone ``name``; Asia/Shanghai (UTC+8, no DST since 1991) without a zone database."""
+    try:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(name)
+    except Exception:  # noqa: BLE001 - ZoneInfoNotFoundError, or no tzdata on this system
+        if name in ("Asia/Shanghai", "Asia/Chongqing", "Asia/Harbin", "PRC", "Asia/Taipei", "Asia/Hong_Kong", "Asia/Macau"):
+            return _dt.timezone(_dt.timedelta(hours=8), name)
+        if name.upper() in ("UTC", "Z", "GMT"):
+            return _dt.timezone.utc
+        raise ValueError(f"unknown time zone {name!r}") from None
+
+
+def _cn_number(raw: str) -> float | None:
+    """10, "三", "十五", "二十", "两", "半" (0.5) as a number."""
+    if raw.isdigit():
+        return int(raw)
+    if raw == "半":
+        return 0.5
+    if "百" in raw:
+        return None
+    if "十" in raw:
+        tens, _, ones = raw.partition("十")
+        t = _CN_DIGITS.get(tens, None) if tens else 1
+        o = _CN_DIGITS.get(ones, None) if ones else 0
+        return None if t is None or o is None else t * 10 + o
+    if len(raw) == 1 and raw in _CN_DIGITS:
+        return _CN_DIGITS[raw]
+    return None
+
+
+def _minus_months(value: _dt.datetime, months: int) -> _dt.datetime:
+    y, m = divmod(value.year * 12 + value.month - 1 - months, 12)
+    month = m + 1
+    for day in range(value.day, 27, -1):  # 31 → 30 → 29 → 28 when the month is shorter
+        try:
+            return value.replace(year=y, month=month, day=day)
+        except ValueError:
+            continue
+    return value.replace(year=y, month=month, day=min(value.day, 28))
+
+
+def _time_of(g: dict[str, str | None]) -> _dt.time | None:
+    try:
+        return _dt.time(int(g.get("H") or 0), int(g.get("M") or 0), int(g.get("S") or 0))
+    except ValueError:
+        return None
+
+
+def parse_cn_datetime(s: object, now: _dt.datetime | None = None, tz: str = DEFAULT_TZ) -> _dt.datetime | None:
+    """The moment a Chinese page's date string means, as an aware datetime in ``tz``; None when there is none.
+
+    Handles full dates with or without a time ("2024年3月1日", "2024-03-01 10:31:05",
+    "2024/3/1", "20240301"), ISO 8601 and RFC 822 timestamps with a zone
+    (converted to ``tz``), relative times ("刚刚", "5分钟前", "2小时前", "3天前",
+    "三天前", "半小时前", "2周前", "1个月前"), day words ("今天 09:15", "昨天 10:32",
+    "前天 08:00"), year-less dates ("03-01 10:32", "3月1日": this year, or last
+    year when that would be in the future) and a bare time ("10:32": today).
+    Times without a zone are in ``tz`` (crawl.timezone, Asia/Shanghai).
+    ``now`` (default: the current time) anchors the relative forms; a naive
+    ``now`` is taken to be in ``tz``.
+    """
+    zone = _zone(tz)
+    if now is None:
+        now = _dt.datetime.now(zone)
+    elif now.tzinfo is None:
+        now = now.replace(tzinfo=zone)
+    else:
+        now = now.astimezone(zone)
+    if s is None:
+        return None
+    if isinstance(s, _dt.datetime):
+        return s.replace(tzinfo=zone) if s.tzinfo is None else s.astimezone(zone)
+    if isinstance(s, _dt.date):
+        return _dt.datetime(s.year, s.month, s.day, tzinfo=zone)
+    raw = _SPACES.sub(" ", str(s)).strip()
+    if not raw:
+        return None
+    if _JUST_NOW.match(raw):
+        return now
+    if _ISO_WITH_ZONE.search(raw) or re.search(r"[A-Za-z]{3},?\s+\d{1,2}\s+[A-Za-z]{3}\s+\d{4}", raw):
+        value: _dt.datetime | None = None
+        try:
+            value = _dt.datetime.fromisoformat(raw.replace("z", "Z").replace("Z", "+00:00"))
+        except ValueError:
+            try:
+                value = _parsedate(raw)
+            except (TypeError, ValueError, IndexError):
+                value = None
+        if value is not None:
+            return value.replace(tzinfo=zone) if value.tzinfo is None else value.astimezone(zone)
+    found = _match_datetime(raw)
+    if found is not None:
+        return found.replace(tzinfo=zone)
+    m = _RELATIVE.search(raw)
+    if m:
+        n = _cn_number(m.group("n"))
+        unit = m.group("unit")
+        if n is not None:
+            if unit in ("月", "年"):
+                return _minus_months(now, int(n * (12 if unit == "年" else 1)))
+            seconds = {"秒钟": 1, "秒": 1, "分钟": 60, "分": 60, "小时": 3600, "钟头": 3600, "天": 86400, "日": 86400}.get(unit, 7 * 86400)
+            return now - _dt.timedelta(seconds=n * seconds)
+    m = _DAY_WORD.search(raw)
+    if m:
+        day = now.date() - _dt.timedelta(days=_DAY_OFFSETS[m.group("word")])
+        t = _TIME.match(m.group("time").replace("：", ":")) if m.group("time") else None
+        clock = _time_of(t.groupdict()) if t else _dt.time(0, 0)
+        if clock is not None:
+            return _dt.datetime.combine(day, clock, tzinfo=zone)
+    m = _MONTH_DAY.search(raw)
+    if m:
+        g = m.groupdict()
+        month, dom = int(g["m"]), int(g["d1"] or g["d2"])
+        clock = _time_of(g)
+        if g["d2"] and not g["H"] and not (len(g["m"]) == len(g["d2"]) == 2 and m.end() == len(raw)):
+            clock = None  # a bare "3-12" inside text is too often not a date: require "03-12" at the end
+        if clock is not None and 1 <= month <= 12 and 1 <= dom <= 31:
+            for year in range(now.year, now.year - 8, -1):  # 02-29 waits for a leap year
+                try:
+                    candidate = _dt.datetime.combine(_dt.date(year, month, dom), clock, tzinfo=zone)
+                except ValueError:
+                    continue
+                if candidate <= now:
+                    return candidate
+            return None
+    t = _TIME.match(raw.replace("：", ":"))
+    if t:
+        clock = _time_of(t.groupdict())
+        if clock is not None:
+            return _dt.datetime.combine(now.date(), clock, tzinfo=zone)
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Encodings: Chinese pages whose Content-Type header or <meta charset> lies.
+# ---------------------------------------------------------------------------
+
+import codecs as _codecs  # noqa: E402
+from dataclasses import dataclass as _dataclass  # noqa: E402
+
+# Tried, in this order, when the declared encoding does not fit the bytes. big5hkscs is w3lib's
+# (and so Scrapy's) reading of "big5": a superset. gb18030 is its reading of gb2312 and gbk.
+CANDIDATE_ENCODINGS = ("utf-8", "gb18030", "big5hkscs")
+_SCORE_SAMPLE = 20_000  # non-ASCII characters scored per candidate
+_GOOD_ENOUGH = 0.9  # a declared encoding scoring this (decoding cleanly) is kept
+_ACCEPT = 0.8  # the least score a replacement encoding needs
+_LATIN_OK = frozenset("\u00a0©®·°×÷§±«»¥£¢€")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+@_dataclass(frozen=True)
+class EncodingChoice:
+    """What to decode a body with: ``encoding`` (a Python codec name), whether it differs from the
+    declared one, why, and whether the bytes decode without errors in it (``clean``)."""
+
+    encoding: str
+    changed: bool
+    reason: str
+    clean: bool
+    score: float
+
+
+@_functools.lru_cache(maxsize=65536)
+def _common_han(ch: str) -> bool:
+    """A common Chinese character: in GB2312 (simplified) or in Big5 level 1 (traditional)."""
+    try:
+        ch.encode("gb2312")
+        return True
+    except UnicodeEncodeError:
+        pass
+    try:
+        return 0xA4 <= ch.encode("big5")[0] <= 0xC6
+    except UnicodeEncodeError:
+        return False
+
+
+def text_plausibility(text: str) -> tuple[float, int]:
+    """(share of plausible characters among the non-ASCII ones, how many non-ASCII were scored).
+
+    Plausible: common hanzi (GB2312 or Big5 level 1), CJK and full-width punctuation, kana,
+    symbols. Implausible: U+FFFD, C1 controls, private use, Latin-1 letters (mojibake of a
+    CJK page read as Latin-1/cp1252), rare hanzi (what GBK bytes read as Big5 and vice versa give).
+    An ASCII-only text scores 1.0.
+    """
+    chars = _NON_ASCII.findall(text, 0, 4 * _SCORE_SAMPLE + 200_000)[:_SCORE_SAMPLE]
+    if not chars:
+        return 1.0, 0
+    good = 0
+    for ch in chars:
+        o = ord(ch)
+        if o == 0xFFFD or 0x80 <= o < 0xA0 or 0xE000 <= o < 0xF900:
+            continue
+        if o < 0x250:
+            good += ch in _LATIN_OK
+        elif 0x3400 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF or 0x20000 <= o <= 0x3134F:
+            good += _common_han(ch)
+        else:
+            good += 1
+    return good / len(chars), len(chars)
+
+
+def _codec(name: str | None) -> str | None:
+    if not name:
+        return None
+    from w3lib.encoding import resolve_encoding
+
+    resolved = resolve_encoding(name)
+    if not resolved:
+        return None
+    return _codecs.lookup(resolved).name
+
+
+def _is_single_byte(codec: str) -> bool:
+    return codec.startswith(("cp125", "iso8859", "latin", "ascii", "windows-125", "mac-", "koi8", "cp437", "cp850"))
+
+
+def _strict(body: bytes, codec: str) -> str | None:
+    try:
+        return body.decode(codec)
+    except (UnicodeDecodeError, LookupError):
+        return None
+
+
+def detect_encoding(body: bytes, declared: str | None, *, also_declared: tuple[str | None, ...] = ()) -> EncodingChoice:
+    """The encoding to decode ``body`` with, given the one the response declares (or was inferred).
+
+    Keeps ``declared`` when the bytes decode cleanly in it to plausible text. Otherwise, in order:
+    the other declared encodings (``also_declared``: header charset, <meta charset>) and
+    utf-8, gb18030, big5 decoding cleanly, best plausibility first; then the same allowing a few
+    undecodable bytes; then charset-normalizer's guess (the detector of last resort). A
+    replacement must score at least 0.8 and better than ``declared``.
+    """
+    decl = _codec(declared) or "utf-8"
+    if body.isascii():
+        return EncodingChoice(decl, False, "ascii", True, 1.0)
+    text = _strict(body, decl)
+    clean = text is not None
+    if text is None:
+        text = body.decode(decl, "replace")
+    score, scored = text_plausibility(text)
+    if clean and (score >= _GOOD_ENOUGH or (scored < 8 and not _is_single_byte(decl))):
+        return EncodingChoice(decl, False, "declared", True, score)
+
+    names: list[str] = []
+    for name in (*also_declared, *CANDIDATE_ENCODINGS):
+        codec = _codec(name)
+        if codec and codec != decl and codec not in names:
+            names.append(codec)
+    # 1. Encodings that decode every byte.
+    best: tuple[float, str] | None = None
+    for codec in names:
+        cand = _strict(body, codec)
+        if cand is None:
+            continue
+        s, _ = text_plausibility(cand)
+        if best is None or s > best[0]:
+            best = (s, codec)
+    if best and best[0] >= _ACCEPT and best[0] > score:
+        return EncodingChoice(best[1], True, "decodes cleanly", True, best[0])
+    # 2. Nothing decodes every byte (a damaged page): the one with few errors and plausible text.
+    if not clean:
+        best = None
+        for codec in names:
+            cand = body.decode(codec, "replace")
+            s, n = text_plausibility(cand)
+            if n and cand.count("\ufffd") <= max(2, 0.02 * n) and (best is None or s > best[0]):
+                best = (s, codec)
+        if best and best[0] >= _ACCEPT and best[0] > score:
+            return EncodingChoice(best[1], True, "fewest errors", False, best[0])
+    # 3. Last resort: charset-normalizer's guess.
+    try:
+        from charset_normalizer import from_bytes
+
+        guess = from_bytes(body[:500_000]).best()
+    except Exception:  # noqa: BLE001 - a detector failure leaves the declared encoding in place
+        guess = None
+    codec = _codec(guess.encoding) if guess is not None else None
+    if codec and codec != decl:
+        cand_clean = _strict(body, codec) is not None
+        s, _ = text_plausibility(body.decode(codec, "replace"))
+        if s >= _ACCEPT and s > score:
+            return EncodingChoice(codec, True, "charset-normalizer", cand_clean, s)
+    return EncodingChoice(decl, False, "declared (no better candidate)", clean, score)

@@ -3,7 +3,12 @@
 Debunks go through ``store.writes.DebunkWriter`` and claims through
 ``store.writes.add_claim``, so crawled rows are de-duplicated exactly like
 imported ones. Work is committed every ``PIYAO_COMMIT_EVERY`` items (default
-20) and at the end, so a killed crawl loses at most one batch.
+1: every item) and at the end, so a killed crawl loses at most one batch. The
+page an item came from is recorded in ``seen_urls`` (crawlers/seen.py) in the
+same transaction as the item: after a kill, exactly the pages whose items were
+lost are fetched again. A run that resumes a killed or paused one (JOBDIR, see
+crawlers/seen.py) has the stats ``piyao/resumed`` = 1, ``piyao/resumed_from``
+and ``piyao/resumed_run_id`` (the interrupted run, marked "interrupted").
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from typing import Any
 
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
+from sqlalchemy import select
 
 from crawlers.items import CLAIM_FIELDS, DEBUNK_FIELDS, ClaimItem, DebunkItem
 from crawlers.settings import piyao_settings_of
 from store.db import Store, open_store
+from store.clusters import forget_clusterers
 from store.models import CrawlRun, utcnow
 from store.records import ClaimIn, DebunkIn
 from store.writes import DebunkWriter, add_claim
@@ -46,13 +53,14 @@ class StorePipeline:
     def __init__(self, crawler: Any) -> None:
         self.crawler = crawler
         self.piyao = piyao_settings_of(crawler.settings)
-        self.commit_every = max(1, crawler.settings.getint("PIYAO_COMMIT_EVERY", 20))
+        self.commit_every = max(1, crawler.settings.getint("PIYAO_COMMIT_EVERY", 1))
         self.store: Store | None = None
         self._session_cm: AbstractContextManager[Any] | None = None
         self.session: Any = None
         self.writer: DebunkWriter | None = None
         self.run_id: int | None = None
-        self._pending: list[Any] = []  # items written since the last commit, replayed after a rollback
+        # (item, created kind, seen records) written since the last commit, replayed after a rollback
+        self._pending: list[Any] = []
         self.items = 0
         self.new_claims = 0
         self.new_debunks = 0
@@ -73,17 +81,31 @@ class StorePipeline:
         self.store = open_store(self.piyao.store_url, echo=self.piyao.store.echo)
         self._session_cm = self.store.session()
         self.session = self._session_cm.__enter__()
+        resumed = str(self.crawler.settings.get("PIYAO_RESUMED") or "")
+        interrupted = None
+        if resumed:  # the run this one resumes (one process per spider and data dir: the local engine)
+            for old in self.session.scalars(
+                select(CrawlRun).where(CrawlRun.spider == spider.name, CrawlRun.status == "running").order_by(CrawlRun.id)
+            ):
+                old.status, old.finished_at, interrupted = "interrupted", old.finished_at or utcnow(), old.id
         run = CrawlRun(spider=spider.name, status="running", started_at=utcnow(), stats={})
         self.session.add(run)
         self.session.commit()
         self.run_id = run.id
         self.crawler.stats.set_value(STAT_PREFIX + "crawl_run_id", self.run_id)
+        if resumed:
+            self.crawler.stats.set_value(STAT_PREFIX + "resumed", 1)
+            self.crawler.stats.set_value(STAT_PREFIX + "resumed_from", resumed)
+            if interrupted is not None:
+                self.crawler.stats.set_value(STAT_PREFIX + "resumed_run_id", interrupted)
         logger.info("piyao crawl run %s started (%s → %s)", self.run_id, spider.name, self.piyao.store_url)
 
     def process_item(self, item: Any, spider: Any = None) -> Any:
+        seen = self._claim_seen(item)
         try:
             new = self._write(item)
-            self._pending.append((item, new))
+            self._record_seen(seen)
+            self._pending.append((item, new, seen))
             self._count(new, +1)
         except Exception:  # noqa: BLE001 - one bad item must not lose the batch
             logger.exception("piyao: could not store item %s", dict(item).get("url"))
@@ -141,6 +163,17 @@ class StorePipeline:
             actor=f"crawl:{self.crawler.spider.name}",
         )
 
+    def _claim_seen(self, item: Any) -> list[dict[str, Any]]:
+        """The seen-URL records of the page ``item`` came from (crawlers/seen.py), if any."""
+        mw = getattr(self.crawler, "piyao_seen", None)
+        return mw.claim(dict(item).get("url")) if mw is not None else []
+
+    def _record_seen(self, seen: list[dict[str, Any]]) -> None:
+        from crawlers.seen import record_seen
+
+        for info in seen:
+            record_seen(self.session, info)
+
     def _count(self, new: str | None, sign: int) -> None:
         if new == "debunk":
             self.new_debunks += sign
@@ -172,7 +205,9 @@ class StorePipeline:
             if not (claim.text or "").strip() or not (claim.source or "").strip():
                 stats.inc_value(STAT_PREFIX + "claim/rejected/empty")
                 return None
-            _row, created = add_claim(self.session, claim, crawl_run_id=self.run_id)
+            _row, created = add_claim(
+                self.session, claim, crawl_run_id=self.run_id, cluster_threshold=self.piyao.claims.cluster_threshold
+            )
             stats.inc_value(STAT_PREFIX + ("claim/new" if created else "claim/seen"))
             return "claim" if created else None
         stats.inc_value(STAT_PREFIX + "unknown_item")
@@ -186,23 +221,25 @@ class StorePipeline:
 
     def _rollback_and_replay(self) -> None:
         """Undo the failed item: roll back, then write again what the batch held before it."""
-        replay = [item for item, _new in self._pending]
+        replay = [(item, seen) for item, _new, seen in self._pending]
         while True:
             self.session.rollback()
-            for _item, new in self._pending:
+            for _item, new, _seen in self._pending:
                 self._count(new, -1)
             self._pending = []
             self.writer = None  # its in-memory URL/MinHash index saw rolled-back rows; rebuilt on next use
-            for idx, item in enumerate(replay):
+            forget_clusterers(self.session)  # likewise the claim-cluster LSH
+            for idx, (item, seen) in enumerate(replay):
                 try:
                     new = self._write(item)
+                    self._record_seen(seen)
                 except Exception:  # noqa: BLE001
                     logger.exception("piyao: could not store item %s on replay", dict(item).get("url"))
                     self.write_errors += 1
                     self.items -= 1
                     del replay[idx]
                     break
-                self._pending.append((item, new))
+                self._pending.append((item, new, seen))
                 self._count(new, +1)
             else:
                 break

@@ -7,6 +7,13 @@ fine); code that needs several crawls, such as tests, should run each in a
 subprocess (``python -m scrapy crawl NAME`` from the repository root, or a
 fresh ``python -c`` that calls ``crawl``). Spiders run sequentially, not in
 parallel, so that only one of them writes to the store at a time.
+
+Crawl state (crawlers/seen.py, through the add-on in crawlers/settings.py):
+with crawl.persist_jobs each spider runs with JOBDIR=<data_dir>/crawl/jobs/<spider>
+and a killed or interrupted crawl resumes there; pages fetched within
+crawl.seen_expiry_hours are skipped. With crawl.engine: redis the spiders use the
+shared scrapy-redis frontier at crawl.redis_url; ``reset_frontier`` starts a new
+round (see docs/crawling.md).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from settings import Settings
 
 logger = logging.getLogger(__name__)
 
+GENERIC = "generic"
 SUMMARY_FILE = "last_crawl.json"  # under <data_dir>/crawl/
 
 
@@ -56,6 +64,10 @@ def plan(settings: Settings, spider_names: list[str], overrides: dict[str, list[
             reason = f"unknown spider (known: {', '.join(sorted(known))})"
         elif not urls and not conf.enabled:
             reason = "disabled in the configuration (crawl.spiders.%s.enabled: false)" % name
+        elif name == GENERIC:
+            # The generic spider's URLs are its sources' (crawl.sources), not start_urls.
+            if not urls and not any(s.enabled for s in settings.crawl.sources.values()):
+                reason = "no enabled source in crawl.sources"
         elif not urls and not conf.start_urls:
             reason = "no start_urls configured (crawl.spiders.%s.start_urls)" % name
         if reason:
@@ -121,6 +133,26 @@ def crawl(settings: Settings, spider_names: list[str], *, overrides: dict[str, l
             r["pages"], r["items"], r["new_debunks"], r["new_claims"], r["errors"],
         )  # fmt: skip
     return results
+
+
+def reset_frontier(settings: Settings, spider_names: list[str]) -> dict[str, int]:
+    """Start a new crawl round on the shared scrapy-redis frontier (crawl.engine: redis).
+
+    Deletes each spider's request queue, dupefilter and worker heartbeats in Redis
+    (``<spider>:requests``, ``<spider>:dupefilter``, ``<spider>:workers``), so that the workers
+    started next fetch the start pages again. Run it from ONE process (the seeding process)
+    before starting the workers of a round; running it while workers crawl makes them fetch
+    pages twice. Returns the number of keys deleted per spider.
+    """
+    import redis
+
+    from crawlers.seen import frontier_keys
+
+    client = redis.Redis.from_url(settings.crawl.redis_url)
+    try:
+        return {name: int(client.delete(*frontier_keys(name))) for name in spider_names}
+    finally:
+        client.close()
 
 
 def _write_summary(settings: Settings, results: list[dict[str, Any]]) -> Path | None:

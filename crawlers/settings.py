@@ -10,8 +10,10 @@ Keys are kept in alphabetical order, as in Scrapy's own default_settings.py.
 Left at Scrapy 2.19's defaults on purpose: REQUEST_FINGERPRINTER_CLASS (the
 old REQUEST_FINGERPRINTER_IMPLEMENTATION setting no longer exists) and
 TWISTED_REACTOR, which is set explicitly below to the value Scrapy recommends
-and defaults to (the asyncio reactor). JOBDIR is not set: crawls start fresh;
-set it (e.g. ``-s JOBDIR=var/jobs/piyao_org_cn``) to make a long crawl resumable.
+and defaults to (the asyncio reactor). JOBDIR is set per spider by the
+``crawlers.seen.PiyaoCrawlAddon`` add-on (``<data_dir>/crawl/jobs/<spider>``
+when crawl.persist_jobs is true and the engine is local); ``-s JOBDIR=...``
+given explicitly wins. See docs/crawling.md.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ def scrapy_settings(piyao: Settings) -> dict[str, Any]:
     """Scrapy settings for piyao's settings ``piyao``."""
     crawl = piyao.crawl
     return {
+        # crawlers/seen.py: the seen-URL middleware, JOBDIR=<data_dir>/crawl/jobs/<spider> (crawl.persist_jobs)
+        # and, for crawl.engine: redis, the scrapy-redis scheduler and dupefilter; it knows the spider's name.
+        "ADDONS": {"crawlers.seen.PiyaoCrawlAddon": 0},
         "AUTOTHROTTLE_ENABLED": crawl.autothrottle,
         "AUTOTHROTTLE_MAX_DELAY": max(60.0, crawl.download_delay),
         "AUTOTHROTTLE_START_DELAY": crawl.download_delay,
@@ -36,6 +41,15 @@ def scrapy_settings(piyao: Settings) -> dict[str, Any]:
         "DEFAULT_REQUEST_HEADERS": {
             "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
             "Accept-Language": "zh-CN,zh;q=0.9",
+        },
+        # crawlers/middlewares.py. Downloader side first in process_response: loop check before
+        # RedirectMiddleware (600), charset check after decompression (590) and before MetaRefresh
+        # (580), error counts on the engine side of RetryMiddleware (550), so after the retries.
+        "DOWNLOADER_MIDDLEWARES": {
+            "crawlers.middlewares.RedirectLoopMiddleware": 610,
+            "crawlers.middlewares.EncodingMiddleware": 585,
+            "crawlers.middlewares.RetryBackoffMiddleware": 560,
+            "crawlers.middlewares.ErrorStatsMiddleware": 540,
         },
         "DOWNLOAD_DELAY": crawl.download_delay,
         "DOWNLOAD_MAXSIZE": crawl.max_page_bytes,

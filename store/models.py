@@ -86,6 +86,10 @@ class Claim(Base):
     sightings: Mapped[int] = mapped_column(Integer, default=1)
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
     crawl_run_id: Mapped[int | None] = mapped_column(ForeignKey("crawl_runs.id"))
+    # The cluster of near-identical variants this claim belongs to (store/clusters.py).
+    cluster_id: Mapped[int | None] = mapped_column(ForeignKey("claim_clusters.id", ondelete="SET NULL"), index=True)
+    # MinHash signature over 3-token jieba shingles (uint64 hash values), for clustering variants.
+    minhash: Mapped[bytes | None] = mapped_column(LargeBinary)
     # Classifier output; NULL until classified.
     score: Mapped[float | None] = mapped_column(Float)
     label: Mapped[str | None] = mapped_column(String(40))
@@ -102,6 +106,44 @@ class Claim(Base):
     )
 
     __mapper_args__ = {"version_id_col": version}
+
+
+class ClaimCluster(Base):
+    """Variants of one claim (MinHash over jieba-token shingles ≥ claims.cluster_threshold).
+
+    Counters are kept by store.writes.add_claim: size (claims), sightings (of all its claims),
+    sources (distinct Claim.source values). The representative is the claim the cluster started
+    with; it is not a foreign key (the two tables would reference each other).
+    """
+
+    __tablename__ = "claim_clusters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    representative_claim_id: Mapped[int | None] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer, default=1)
+    sightings: Mapped[int] = mapped_column(Integer, default=1)
+    sources: Mapped[int] = mapped_column(Integer, default=1)
+    # The distinct sources behind ``sources`` (an identical text from another source counts too).
+    source_names: Mapped[list[str]] = mapped_column(JSON, default=list)
+    first_seen: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class SeenUrl(Base):
+    """A page a spider fetched: incremental crawls skip it until it expires (crawl.seen_expiry_hours),
+    then revalidate it with If-None-Match / If-Modified-Since (crawlers/seen.py)."""
+
+    __tablename__ = "seen_urls"
+
+    spider: Mapped[str] = mapped_column(String(100), primary_key=True)
+    # sha256 hex of the URL (URLs are too long for a portable unique index).
+    url_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    last_fetched: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    etag: Mapped[str | None] = mapped_column(String(300))
+    last_modified: Mapped[str | None] = mapped_column(String(100))
+    # sha256 of the response body: a 200 with the stored hash is treated as unchanged.
+    content_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class ClaimMatch(Base):

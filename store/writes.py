@@ -196,8 +196,22 @@ class DebunkWriter:
         return WriteResult("imported", debunk_id=row.id)
 
 
-def add_claim(session: Session, item: ClaimIn, *, crawl_run_id: int | None = None) -> tuple[Claim, bool]:
-    """Store a claim sighting. The same claim seen again (same source id or same text) counts a sighting."""
+def add_claim(
+    session: Session,
+    item: ClaimIn,
+    *,
+    crawl_run_id: int | None = None,
+    cluster_threshold: float | None = None,
+    clusterer: Any = None,
+) -> tuple[Claim, bool]:
+    """Store a claim sighting. The same claim seen again (same source id or same text) counts a sighting.
+
+    A new claim joins the cluster of its near-duplicate variants (store/clusters.py; MinHash over
+    3-token jieba shingles, Jaccard ≥ ``cluster_threshold``, default claims.cluster_threshold's 0.6)
+    or starts one. ``clusterer``: a ``ClaimClusterer`` to use instead of the session's cached one.
+    """
+    from store.clusters import DEFAULT_THRESHOLD, claim_minhash, clusterer_for, record_sighting, to_bytes
+
     col = Claim.__table__.c
     text = (_fit(item.text, col.text) or "").strip()
     chash = content_hash(text)
@@ -208,12 +222,15 @@ def add_claim(session: Session, item: ClaimIn, *, crawl_run_id: int | None = Non
     item = replace(item, source=_fit(item.source, col.source) or "")
     row = session.scalar(select(Claim).where(Claim.source == item.source, Claim.external_id == external_id))
     if row is None:
-        row = session.scalar(select(Claim).where(Claim.content_hash == chash).limit(1))
+        row = session.scalar(select(Claim).where(Claim.content_hash == chash).order_by(Claim.id).limit(1))
     now = utcnow()
     if row is not None:
         row.sightings += 1
         row.last_seen = now
+        record_sighting(session, row, source=item.source)
         return row, False
+    clusters = clusterer or clusterer_for(session, threshold=cluster_threshold or DEFAULT_THRESHOLD)
+    mh = claim_minhash(text, clusters.num_perm)
     row = Claim(
         source=item.source,
         external_id=external_id,
@@ -224,8 +241,10 @@ def add_claim(session: Session, item: ClaimIn, *, crawl_run_id: int | None = Non
         crawl_run_id=crawl_run_id,
         first_seen=now,
         last_seen=now,
+        minhash=to_bytes(mh),
     )
     session.add(row)
     session.flush()
+    clusters.assign(session, row, mh)
     enqueue(session, "claim", row.id)
     return row, True

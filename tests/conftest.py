@@ -134,3 +134,18 @@ def es_url() -> str:
     if not url:
         pytest.skip("PIYAO_TEST_ES_URL is not set: no Elasticsearch node to test against (make test starts one)")
     return url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis test server (scripts/redis.sh; `make test` sets PIYAO_TEST_REDIS_URL)."""
+    url = os.environ.get("PIYAO_TEST_REDIS_URL")
+    if not url:
+        pytest.skip("PIYAO_TEST_REDIS_URL is not set: run scripts/redis.sh start and set it (make test does both)")
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_timeout=5).ping()
+    except Exception as exc:  # noqa: BLE001 - a set but unreachable server is an error, not a skip
+        pytest.fail(f"PIYAO_TEST_REDIS_URL={url} does not answer: {exc.__class__.__name__}: {exc}")
+    return url

@@ -9,6 +9,8 @@ access or entity expansion; HTML in descriptions goes through html_to_text.
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
@@ -62,6 +64,54 @@ def _plain(value: str) -> str:
     return html_to_text(f"<p>{value}</p>") if value.strip() else ""
 
 
+class FeedError(ValueError):
+    """The document is not an RSS/Atom feed."""
+
+
+@dataclass
+class FeedEntry:
+    """One ``<item>``/``<entry>`` of a feed, as sanitized plain text."""
+
+    title: str
+    body: str  # description/summary/content without a leading copy of the title
+    link: str  # as written (relative links are not resolved)
+    guid: str
+    published: dt.datetime | None
+
+    @property
+    def text(self) -> str:
+        """Title and body, one per line (what a claim stores)."""
+        return "\n".join(p for p in (self.title, self.body) if p)
+
+
+def read_feed(body: bytes) -> tuple[str, list[FeedEntry]]:
+    """(feed title, entries) of an RSS 2.0 / RSS 1.0 / Atom document; raises FeedError otherwise.
+
+    Parsed with lxml without network access or entity expansion; HTML in
+    titles and descriptions goes through html_to_text.
+    """
+    try:
+        root = etree.fromstring(body, parser=etree.XMLParser(**_PARSER_OPTS))
+    except etree.XMLSyntaxError as exc:
+        raise FeedError(str(exc)) from None
+    if root is None:
+        raise FeedError("empty document")
+    channel = _child(root, "channel") if _local(root) in ("rss", "rdf") else root
+    feed_title = _plain(_child_text(channel, "title")) if channel is not None else ""
+    entries = []
+    for entry in (el for el in root.iter() if _local(el) in ("item", "entry")):
+        title = _plain(_child_text(entry, "title"))
+        text = _plain(_child_text(entry, "description", "summary", "content", "encoded"))
+        if text and title and text.startswith(title):
+            text = text[len(title) :].strip()
+        published = parse_feed_datetime(
+            _child_text(entry, "pubdate") or _child_text(entry, "published")
+            or _child_text(entry, "updated") or _child_text(entry, "date")
+        )  # fmt: skip
+        entries.append(FeedEntry(title, text, _entry_link(entry), _child_text(entry, "guid", "id"), published))
+    return (feed_title.split("\n", 1)[0] if feed_title else ""), entries
+
+
 class ClaimFeedSpider(PiyaoSpider):
     name = "claim_feed"
     default_start_urls: list[str] = []
@@ -72,35 +122,19 @@ class ClaimFeedSpider(PiyaoSpider):
 
     def parse(self, response: Response, **kwargs: Any) -> Iterator[ClaimItem]:
         try:
-            root = etree.fromstring(response.body, parser=etree.XMLParser(**_PARSER_OPTS))
-        except etree.XMLSyntaxError as exc:
+            feed_title, entries = read_feed(response.body)
+        except FeedError as exc:
             self.logger.error("%s is not a feed: %s", response.url, exc)
             return
-        if root is None:
-            self.logger.error("%s is not a feed (empty document)", response.url)
-            return
-        channel = _child(root, "channel") if _local(root) in ("rss", "rdf") else root
-        feed_title = _plain(_child_text(channel, "title")) if channel is not None else ""
-        source = (feed_title.split("\n", 1)[0] if feed_title else "") or urlsplit(response.url).netloc
-        entries = [el for el in root.iter() if _local(el) in ("item", "entry")]
+        source = feed_title or urlsplit(response.url).netloc
         if not entries:
             self.logger.warning("%s: no <item> or <entry> elements", response.url)
         for entry in entries:
             if self.limit_reached(self.emitted):
                 return
-            title = _plain(_child_text(entry, "title"))
-            body = _plain(_child_text(entry, "description", "summary", "content", "encoded"))
-            if body and title and body.startswith(title):
-                body = body[len(title) :].strip()
-            text = "\n".join(p for p in (title, body) if p)
+            text = entry.text
             if not text:
                 continue
-            link = _entry_link(entry)
-            url = response.urljoin(link) if link else None
-            guid = _child_text(entry, "guid", "id")
-            published = parse_feed_datetime(
-                _child_text(entry, "pubdate") or _child_text(entry, "published")
-                or _child_text(entry, "updated") or _child_text(entry, "date")
-            )  # fmt: skip
+            url = response.urljoin(entry.link) if entry.link else None
             self.emitted += 1
-            yield ClaimItem(source=source, text=text, external_id=guid or url or None, url=url, published=published)
+            yield ClaimItem(source=source, text=text, external_id=entry.guid or url or None, url=url, published=entry.published)

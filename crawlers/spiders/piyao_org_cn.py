@@ -92,7 +92,7 @@ class PiyaoOrgCnSpider(PiyaoSpider):
         for data in response.css("#list::attr(data)").getall():
             m = DATASOURCE.search(data)
             if m:
-                yield response.follow(f"ds_{m.group(1)}.json", callback=self.parse_datasource)
+                yield response.follow(f"ds_{m.group(1)}.json", callback=self.parse_datasource, meta={"piyao_list": True})
         if self.limit_reached(self.emitted):
             return
         nxt = (
@@ -102,7 +102,7 @@ class PiyaoOrgCnSpider(PiyaoSpider):
         if nxt and not nxt.strip().lower().startswith("javascript:"):
             url = response.urljoin(nxt.strip())
             if self._same_site(url) and not is_article_url(url):
-                yield scrapy.Request(url, callback=self.parse)
+                yield scrapy.Request(url, callback=self.parse, meta={"piyao_list": True})  # always fetched (crawlers/seen.py)
 
     def parse_datasource(self, response: Response) -> Iterator[Any]:
         try:

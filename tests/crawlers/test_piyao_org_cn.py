@@ -91,7 +91,9 @@ def test_recrawl_creates_no_duplicates(tmp_path, mirror, crawl_tools) -> None:
     assert len(debunks) == 5
     assert len({d.url for d in debunks}) == 5
     assert [r.status for r in runs] == ["finished", "finished"]
-    assert runs[1].new_debunks == 0 and runs[1].items == 5
+    # The second run refetches the list pages only: every article was seen within crawl.seen_expiry_hours.
+    assert runs[1].new_debunks == 0 and runs[1].items == 0
+    assert runs[1].stats["piyao/seen/skipped"] == 5
 
 
 def test_max_items_limits_detail_pages(tmp_path, mirror, crawl_tools) -> None:

@@ -15,6 +15,7 @@ def test_migrations_create_every_model_table(store) -> None:
     expected = set(Base.metadata.tables)
     assert expected == {
         "debunks", "crawl_runs", "claims", "claim_matches", "reviews", "audit_events", "index_outbox",
+        "claim_clusters", "seen_urls",
     }  # fmt: skip
     assert expected <= tables
     assert "alembic_version" in tables
