@@ -15,8 +15,8 @@ class DebunkItem(scrapy.Item):
     published = scrapy.Field()  # datetime.date | None
     verdict = scrapy.Field()
     editor = scrapy.Field()
-    # Informational, not stored: the original publisher named on the page's
-    # "来源：" line (e.g. 新京报), which differs from the carrying platform.
+    # The original publisher named on the page's "来源：" line (e.g. 新京报),
+    # which differs from the carrying platform.
     origin = scrapy.Field()
 
 
@@ -30,5 +30,5 @@ class ClaimItem(scrapy.Item):
     published = scrapy.Field()  # datetime.datetime | None
 
 
-DEBUNK_FIELDS = ("url", "title", "text", "source", "published", "verdict", "editor")
+DEBUNK_FIELDS = ("url", "title", "text", "source", "published", "verdict", "editor", "origin")
 CLAIM_FIELDS = ("source", "text", "external_id", "url", "published")

@@ -44,6 +44,8 @@ class Debunk(Base):
     text: Mapped[str] = mapped_column(Text)
     verdict: Mapped[str | None] = mapped_column(String(40))
     editor: Mapped[str | None] = mapped_column(String(200))
+    # The original publisher when the carrying platform (source) republishes it.
+    origin: Mapped[str | None] = mapped_column(String(200))
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
     # MinHash signature of the text, for near-duplicate detection across runs.
     minhash: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -15,6 +15,8 @@ class DebunkIn:
     published: dt.date | None = None
     verdict: str | None = None
     editor: str | None = None
+    # The original publisher when another platform carries the article (the page's 来源).
+    origin: str | None = None
 
 
 @dataclass

@@ -142,6 +142,7 @@ class DebunkWriter:
             source=_fit(item.source, col.source) or "",
             verdict=_fit(item.verdict, col.verdict),
             editor=_fit(item.editor, col.editor),
+            origin=_fit(item.origin, col.origin),
         )
         title = item.title
         if not url or not _URL_OK.match(url):
@@ -167,6 +168,7 @@ class DebunkWriter:
             row.published = item.published or row.published
             row.verdict = item.verdict or row.verdict
             row.editor = item.editor or row.editor
+            row.origin = item.origin or row.origin
             row.content_hash = chash
             row.minhash = mh.hashvalues.astype(np.uint64).tobytes()
             self._titles[row.id], self._sigs[row.id] = normalize(title), mh
@@ -185,6 +187,7 @@ class DebunkWriter:
             published=item.published,
             verdict=item.verdict,
             editor=item.editor,
+            origin=item.origin,
             content_hash=chash,
             minhash=mh.hashvalues.astype(np.uint64).tobytes(),
         )

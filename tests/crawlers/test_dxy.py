@@ -8,12 +8,9 @@ from pathlib import Path
 
 import pytest
 from scrapy.http import HtmlResponse, TextResponse
-from sqlalchemy import select
 
 from classifier.labels import VERDICTS
 from crawlers.spiders.dxy import RUMOR_TYPES, SYNTHETIC_URL, DxySpider, entries_of, entry_url, verdict_of
-from store.db import open_store
-from store.models import CrawlRun, Debunk
 
 SITE = Path(__file__).resolve().parents[1] / "fixtures" / "sites" / "dxy"
 SHARED = Path("/work/shared/fixtures/sites/dxy/dxycdn_rumor_list_data_2021.json")
@@ -47,15 +44,6 @@ H5_EXPECTED = {
 HOSTILE_MARKERS = ["HOSTILE", "<script", "alert(", "javascript:", "onclick", "onerror", "红包", "<p", "<img", "<a "]
 
 
-def _rows(db: Path) -> tuple[list[Debunk], list[CrawlRun]]:
-    store = open_store(f"sqlite:///{db}")
-    try:
-        with store.session() as s:
-            return list(s.scalars(select(Debunk).order_by(Debunk.id))), list(s.scalars(select(CrawlRun).order_by(CrawlRun.id)))
-    finally:
-        store.close()
-
-
 @pytest.fixture
 def mirror(tmp_path, serve_dir, crawl_tools):
     return serve_dir(crawl_tools.site_copy("dxy", tmp_path))
@@ -64,7 +52,7 @@ def mirror(tmp_path, serve_dir, crawl_tools):
 def test_crawl_stores_every_entry(tmp_path, mirror, crawl_tools) -> None:
     data = tmp_path / "data"
     crawl_tools.run_scrapy("dxy", data, "-a", f"start_url={mirror.url}{FEED},{mirror.url}{H5}")
-    debunks, runs = _rows(data / "piyao.db")
+    debunks, runs = crawl_tools.rows(data / "piyao.db")
 
     expected = {**FEED_EXPECTED, **H5_EXPECTED}
     by_url = {d.url: d for d in debunks}
@@ -103,7 +91,7 @@ def test_recrawl_creates_no_duplicates(tmp_path, mirror, crawl_tools) -> None:
     data = tmp_path / "data"
     crawl_tools.run_scrapy("dxy", data, "-a", f"start_url={mirror.url}{FEED}")
     crawl_tools.run_scrapy("dxy", data, "-a", f"start_url={mirror.url}{FEED}")
-    debunks, runs = _rows(data / "piyao.db")
+    debunks, runs = crawl_tools.rows(data / "piyao.db")
     assert len(debunks) == 12 and len({d.url for d in debunks}) == 12
     assert [r.status for r in runs] == ["finished", "finished"]
     # Articles fetched again are "unchanged" (or not fetched at all: crawlers/seen.py); none is new.
@@ -113,7 +101,7 @@ def test_recrawl_creates_no_duplicates(tmp_path, mirror, crawl_tools) -> None:
 def test_max_items(tmp_path, mirror, crawl_tools) -> None:
     data = tmp_path / "data"
     crawl_tools.run_scrapy("dxy", data, "-a", f"start_url={mirror.url}{FEED}", "-a", "max_items=5")
-    debunks, runs = _rows(data / "piyao.db")
+    debunks, runs = crawl_tools.rows(data / "piyao.db")
     assert len(debunks) == 5 and runs[0].status == "finished"
 
 
@@ -142,16 +130,8 @@ def test_every_rumor_type_in_the_real_data_is_mapped() -> None:
     assert by_id[103]["rumorType"] == 2 and "尚无定论" in by_id[103]["mainSummary"]
 
 
-class _Stats:
-    def __init__(self) -> None:
-        self.values: dict[str, int] = {}
-
-    def inc_value(self, key: str, count: int = 1) -> None:
-        self.values[key] = self.values.get(key, 0) + count
-
-
-def test_unknown_rumor_type_gives_none_and_a_stat() -> None:
-    stats = _Stats()
+def test_unknown_rumor_type_gives_none_and_a_stat(crawl_tools) -> None:
+    stats = crawl_tools.Stats()
     assert verdict_of(3, stats) is None
     assert verdict_of(None, stats) is None
     assert verdict_of("x", stats) is None

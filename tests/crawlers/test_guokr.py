@@ -10,25 +10,17 @@ by a handler that maps ``/path?query`` to the file ``path/query.html`` (or
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import posixpath
-import threading
-from dataclasses import dataclass, field
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 from scrapy.http import HtmlResponse, Request, TextResponse
-from sqlalchemy import select
 
 from classifier.labels import VERDICT_CREDIBLE, VERDICT_RUMOR, VERDICT_UNPROVEN, VERDICTS
 from crawlers.items import DebunkItem
 from crawlers.spiders.guokr import VERDICT_LABELS, GuokrSpider, verdict_of, with_offset
-from store.db import open_store
-from store.models import CrawlRun, Debunk
 
 API = "/apis/minisite/article.json?retrieve_type=by_subject&limit=2&offset=0"
 API2 = "/apis/minisite/article.json?retrieve_type=by_subject&limit=2&offset=2"
@@ -50,91 +42,17 @@ API_EXPECTED = {
 HOSTILE_MARKERS = ["HOSTILE", "<script", "document.", "alert(", "微信扫一扫", "分享到", "红包"]
 
 
-# A static server that tells query strings apart ------------------------------
-
-
-@dataclass
-class Served:
-    root: Path
-    url: str
-    requests: list[str] = field(default_factory=list)
-
-
-class _QueryHandler(SimpleHTTPRequestHandler):
-    """``/a/b?q`` → file ``a/b/q.html`` (``.json`` etc. kept when ``b`` has that suffix); plain paths as usual."""
-
-    served: Served
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
-        self.served.requests.append(self.path)
-        super().do_GET()
-
-    def translate_path(self, path: str) -> str:
-        parts = urlsplit(path)
-        if not parts.query:
-            return super().translate_path(parts.path)
-        query = unquote(parts.query)
-        if "/" in query or "\\" in query or query.startswith("."):
-            return str(self.served.root / "__no_such_file__")
-        ext = posixpath.splitext(parts.path)[1] or ".html"
-        return super().translate_path(parts.path.rstrip("/") + "/" + parts.query) + ext
-
-    def guess_type(self, path):  # type: ignore[no-untyped-def]
-        if str(path).endswith((".htm", ".html")):
-            return "text/html; charset=utf-8"
-        if str(path).endswith(".json"):
-            return "application/json; charset=utf-8"
-        return super().guess_type(path)
-
-
 @pytest.fixture
-def serve_query_dir() -> Iterator:
-    servers: list[ThreadingHTTPServer] = []
-
-    def start(path: Path) -> Served:
-        served = Served(root=Path(path), url="")
-        handler = type("Handler", (_QueryHandler,), {"served": served})
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(path)))
-        httpd.daemon_threads = True
-        served.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        servers.append(httpd)
-        return served
-
-    yield start
-    for httpd in servers:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-@pytest.fixture
-def mirror(tmp_path, serve_query_dir, crawl_tools):
-    return serve_query_dir(crawl_tools.site_copy("kepuchina", tmp_path))
-
-
-@pytest.fixture
-def mirror(tmp_path, serve_query_dir, crawl_tools):
+def mirror(tmp_path, serve_dir, crawl_tools):
     root = crawl_tools.site_copy("guokr", tmp_path)
-    served = serve_query_dir(root)
+    served = serve_dir(root, query_files=True)
     # The API names its article JSON on apis.guokr.com: point that host at the mirror.
     for path in (p for p in (root / "apis").rglob("*.json") if p.is_file()):
         path.write_text(path.read_text(encoding="utf-8").replace("https://apis.guokr.com", served.url), encoding="utf-8")
     return served
 
 
-def _rows(db: Path) -> tuple[list[Debunk], list[CrawlRun]]:
-    store = open_store(f"sqlite:///{db}")
-    try:
-        with store.session() as s:
-            return list(s.scalars(select(Debunk).order_by(Debunk.id))), list(s.scalars(select(CrawlRun).order_by(CrawlRun.id)))
-    finally:
-        store.close()
-
-
-def _start(mirror: Served) -> str:
+def _start(mirror) -> str:  # mirror: conftest.Served
     return f"start_url={mirror.url}/category/,{mirror.url}{API}"
 
 
@@ -144,7 +62,7 @@ def _start(mirror: Served) -> str:
 def test_crawl_stores_liuyan_and_api_articles(tmp_path, mirror, crawl_tools) -> None:
     data = tmp_path / "data"
     crawl_tools.run_scrapy("guokr", data, "-a", _start(mirror))
-    debunks, runs = _rows(data / "piyao.db")
+    debunks, runs = crawl_tools.rows(data / "piyao.db")
 
     liuyan = {d.url.removeprefix(mirror.url): d for d in debunks if d.url.startswith(mirror.url)}
     api = {d.url: d for d in debunks if not d.url.startswith(mirror.url)}
@@ -194,7 +112,7 @@ def test_recrawl_adds_no_rows(tmp_path, mirror, crawl_tools) -> None:
     assert len(mirror.requests) > first
     # ... and once more with every article fetched again: the store recognises them all.
     crawl_tools.run_scrapy("guokr", data, "-a", _start(mirror), "-s", "PIYAO_SEEN_ENABLED=false")
-    debunks, runs = _rows(data / "piyao.db")
+    debunks, runs = crawl_tools.rows(data / "piyao.db")
     assert len(debunks) == 8 and len({d.url for d in debunks}) == 8
     assert [r.status for r in runs] == ["finished"] * 3
     assert runs[1].new_debunks == 0 and runs[2].new_debunks == 0
@@ -204,7 +122,7 @@ def test_recrawl_adds_no_rows(tmp_path, mirror, crawl_tools) -> None:
 def test_api_all_keeps_every_article(tmp_path, mirror, crawl_tools) -> None:
     data = tmp_path / "data"
     crawl_tools.run_scrapy("guokr", data, "-a", f"start_url={mirror.url}{API}", "-a", "api_all=true")
-    debunks, _runs = _rows(data / "piyao.db")
+    debunks, _runs = crawl_tools.rows(data / "piyao.db")
     assert sorted(d.url for d in debunks) == [f"https://www.guokr.com/article/90000{i}/" for i in (1, 2, 3)]
 
 

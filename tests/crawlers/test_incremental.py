@@ -8,19 +8,17 @@ path, status and conditional headers.
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from sqlalchemy import select
 
 from crawlers.spiders.piyao_org_cn import is_article_url
 from store.db import open_store
-from store.models import CrawlRun, Debunk, SeenUrl
+from store.models import SeenUrl
 
 A2 = "/20250711/bd023518677844abb2d477f29e0a2eaf/c.html"
 ARTICLES = 5  # article pages of the mirror that robots.txt allows
@@ -40,46 +38,24 @@ class _Log:
             return list(self.entries[start:])
 
 
-class _Handler(SimpleHTTPRequestHandler):
-    log: _Log
+class _StatusLog:
+    """Handler mixin (conftest ``serve_dir``): logs each answered request's path, status and If-Modified-Since."""
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
+    log: _Log
+    path: str
+    headers: Message
 
     def log_request(self, code: object = "-", size: object = "-") -> None:
         with self.log.lock:
             self.log.entries.append((self.path.split("?", 1)[0], int(getattr(code, "value", code)), self.headers.get("If-Modified-Since")))
 
-    def guess_type(self, path):  # type: ignore[no-untyped-def]
-        if str(path).endswith((".htm", ".html")):
-            return "text/html; charset=utf-8"
-        return super().guess_type(path)
-
 
 @pytest.fixture
-def site(tmp_path, crawl_tools) -> Iterator[tuple[Path, str, _Log]]:
+def site(tmp_path, serve_dir, crawl_tools) -> tuple[Path, str, _Log]:
     root = crawl_tools.site_copy("piyao_org_cn", tmp_path)
     log = _Log()
-    handler = type("H", (_Handler,), {"log": log})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{httpd.server_address[1]}", log
-    httpd.shutdown()
-    httpd.server_close()
-
-
-def _db(data: Path) -> tuple[list[Debunk], list[CrawlRun], list[SeenUrl]]:
-    store = open_store(f"sqlite:///{data / 'piyao.db'}")
-    try:
-        with store.session() as s:
-            return (
-                list(s.scalars(select(Debunk).order_by(Debunk.id))),
-                list(s.scalars(select(CrawlRun).order_by(CrawlRun.id))),
-                list(s.scalars(select(SeenUrl))),
-            )
-    finally:
-        store.close()
+    served = serve_dir(root, handler_mixin=type("StatusLog", (_StatusLog,), {"log": log}))
+    return root, served.url, log
 
 
 def _articles(entries: list[tuple[str, int, str | None]]) -> list[tuple[str, int, str | None]]:
@@ -95,7 +71,7 @@ def test_second_run_fetches_no_article_and_a_changed_page_is_refetched(tmp_path,
     crawl_tools.run_scrapy("piyao_org_cn", data, *start)
     first = _articles(log.since(0))
     assert len(first) == ARTICLES and {s for _p, s, _i in first} == {200}
-    debunks, runs, seen = _db(data)
+    debunks, runs, seen = crawl_tools.rows_and_seen(f"sqlite:///{data / 'piyao.db'}")
     assert len(debunks) == ARTICLES and runs[0].items == ARTICLES
     assert len(seen) == ARTICLES and all(r.last_modified and r.content_hash for r in seen)
     assert {r.url.removeprefix(url) for r in seen} == {p for p, _s, _i in first}
@@ -107,7 +83,7 @@ def test_second_run_fetches_no_article_and_a_changed_page_is_refetched(tmp_path,
     second = log.since(mark)
     assert _articles(second) == []
     assert {"/ld.htm", "/ld_2.htm", "/ds_5f2b8c0d9e1a4b3c8d7e6f5a4b3c2d1e.json"} <= {p for p, _s, _i in second}
-    debunks2, runs, _seen = _db(data)
+    debunks2, runs, _seen = crawl_tools.rows_and_seen(f"sqlite:///{data / 'piyao.db'}")
     assert len(debunks2) == ARTICLES
     run2 = runs[1]
     assert run2.status == "finished" and run2.items == 0 and run2.new_debunks == 0
@@ -129,7 +105,7 @@ def test_second_run_fetches_no_article_and_a_changed_page_is_refetched(tmp_path,
     assert len(third) == ARTICLES and all(ims for _p, _s, ims in third)  # all conditional
     assert sorted((p, s) for p, s, _i in third if s == 200) == [(A2, 200)]
     assert sum(1 for _p, s, _i in third if s == 304) == ARTICLES - 1
-    debunks3, runs, seen3 = _db(data)
+    debunks3, runs, seen3 = crawl_tools.rows_and_seen(f"sqlite:///{data / 'piyao.db'}")
     assert len(debunks3) == ARTICLES
     changed = next(d for d in debunks3 if d.url == url + A2)
     assert "国家统计局最新数据显示" in changed.text
@@ -158,5 +134,5 @@ def test_unchanged_body_without_validators_adds_nothing(tmp_path, site, crawl_to
     crawl_tools.run_scrapy("piyao_org_cn", data, *start, PIYAO_CRAWL__SEEN_EXPIRY_HOURS="0")
     again = _articles(log.since(mark))
     assert len(again) == ARTICLES and {s for _p, s, ims in again} == {200} and not any(ims for *_x, ims in again)
-    _debunks, runs, _seen = _db(data)
+    _debunks, runs, _seen = crawl_tools.rows_and_seen(f"sqlite:///{data / 'piyao.db'}")
     assert runs[1].items == 0 and runs[1].stats["piyao/seen/unchanged"] == ARTICLES

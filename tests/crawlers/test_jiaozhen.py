@@ -3,29 +3,23 @@
 The mirror (tests/fixtures/sites/jiaozhen, see its README.md) answers the site's
 query URLs from files: ``/loadmore?...page=N`` → ``loadmore/N.json``,
 ``/searchresult?...num=N`` → ``searchresult/N.json``, ``/article?id=X`` →
-``article/X.html``; the ``jz_mirror`` fixture below does that mapping.
+``article/X.html``; the ``jz_mirror`` fixture below serves it so (conftest ``serve_dir``, ``query_files``).
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
-import functools
 import json
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from scrapy.http import HtmlResponse, Request, TextResponse
-from sqlalchemy import select
 
 from classifier.labels import VERDICTS
 from crawlers.items import DebunkItem
 from crawlers.spiders.jiaozhen import EXPLAIN_VERDICTS, RESULT_VERDICTS, JiaozhenSpider, split_result, strip_jsonp, verdict_of
-from store.db import open_store
-from store.models import CrawlRun, Debunk
 
 SITE = Path(__file__).resolve().parents[1] / "fixtures" / "sites" / "jiaozhen"
 SHARED = Path("/work/shared/fixtures/sites/jiaozhen")
@@ -59,67 +53,21 @@ HOSTILE_MARKERS = ["HOSTILE", "<script", "alert(", "document.", "javascript:", "
 _QUERY_FILES = {"/loadmore": ("page", "json"), "/searchresult": ("num", "json"), "/article": ("id", "html")}
 
 
-class _MirrorHandler(SimpleHTTPRequestHandler):
-    requests: list[str]
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
-        self.requests.append(self.path)
-        super().do_GET()
-
-    def translate_path(self, path: str) -> str:
-        parts = urlsplit(path)
-        mapped = _QUERY_FILES.get(parts.path)
-        if mapped:
-            key, ext = mapped
-            value = (parse_qs(parts.query).get(key) or [""])[0]
-            if not value.replace("-", "").isalnum():
-                value = "missing"
-            path = f"{parts.path}/{value}.{ext}"
-        return super().translate_path(path)
-
-    def guess_type(self, path):  # type: ignore[no-untyped-def]
-        if str(path).endswith(".html"):
-            return "text/html; charset=utf-8"
-        if str(path).endswith(".json"):
-            return "application/json; charset=utf-8"
-        return super().guess_type(path)
-
-
 @pytest.fixture
-def jz_mirror(tmp_path, crawl_tools):
-    root = crawl_tools.site_copy("jiaozhen", tmp_path)
-    requests: list[str] = []
-    handler = type("Handler", (_MirrorHandler,), {"requests": requests})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield url, requests
-    httpd.shutdown()
-    httpd.server_close()
+def jz_mirror(tmp_path, serve_dir, crawl_tools):
+    served = serve_dir(crawl_tools.site_copy("jiaozhen", tmp_path), query_files=_QUERY_FILES)
+    return served.url, served.requests
 
 
 def _start(url: str) -> str:
     return f"start_url={url}/loadmore?artnum=0&page=0&callback=jsonp3,{url}/searchresult?title=新冠&num=0&callback=jsonp12"
 
 
-def _rows(db: Path) -> tuple[list[Debunk], list[CrawlRun]]:
-    store = open_store(f"sqlite:///{db}")
-    try:
-        with store.session() as s:
-            return list(s.scalars(select(Debunk).order_by(Debunk.id))), list(s.scalars(select(CrawlRun).order_by(CrawlRun.id)))
-    finally:
-        store.close()
-
-
 def test_crawl_stores_every_listed_article(tmp_path, jz_mirror, crawl_tools) -> None:
     url, requests = jz_mirror
     data = tmp_path / "data"
     crawl_tools.run_scrapy("jiaozhen", data, "-a", _start(url))
-    debunks, runs = _rows(data / "piyao.db")
+    debunks, runs = crawl_tools.rows(data / "piyao.db")
 
     by_id = {d.url.removeprefix(f"{url}/article?id="): d for d in debunks}
     assert len(debunks) == len(EXPECTED) == 15
@@ -173,7 +121,7 @@ def test_recrawl_creates_no_duplicates(tmp_path, jz_mirror, crawl_tools) -> None
     data = tmp_path / "data"
     crawl_tools.run_scrapy("jiaozhen", data, "-a", _start(url))
     crawl_tools.run_scrapy("jiaozhen", data, "-a", _start(url))
-    debunks, runs = _rows(data / "piyao.db")
+    debunks, runs = crawl_tools.rows(data / "piyao.db")
     assert len(debunks) == 15 and len({d.url for d in debunks}) == 15
     assert [r.status for r in runs] == ["finished", "finished"]
     # Articles fetched again are "unchanged" (or not fetched at all: crawlers/seen.py); none is new.
@@ -184,7 +132,7 @@ def test_max_items(tmp_path, jz_mirror, crawl_tools) -> None:
     url, _requests = jz_mirror
     data = tmp_path / "data"
     crawl_tools.run_scrapy("jiaozhen", data, "-a", f"start_url={url}/loadmore?artnum=0&page=0", "-a", "max_items=3")
-    debunks, runs = _rows(data / "piyao.db")
+    debunks, runs = crawl_tools.rows(data / "piyao.db")
     assert len(debunks) == 3 and runs[0].status == "finished"
 
 
@@ -245,16 +193,8 @@ def test_mapping_covers_the_real_data() -> None:
         assert found == set(REAL_LABELS)  # all ten labels occur in the captures
 
 
-class _Stats:
-    def __init__(self) -> None:
-        self.values: dict[str, int] = {}
-
-    def inc_value(self, key: str, count: int = 1) -> None:
-        self.values[key] = self.values.get(key, 0) + count
-
-
-def test_unknown_label_gives_none_and_a_stat() -> None:
-    stats = _Stats()
+def test_unknown_label_gives_none_and_a_stat(crawl_tools) -> None:
+    stats = crawl_tools.Stats()
     assert verdict_of("半真半假", "疑", stats) is None
     assert verdict_of(None, "假-不知道", stats) is None
     assert stats.values["piyao/jiaozhen/verdict_unknown"] == 2

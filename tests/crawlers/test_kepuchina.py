@@ -8,18 +8,11 @@ maps ``/path?query`` to the file ``path/query.html`` (see the mirror's README).
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import posixpath
-import threading
-from dataclasses import dataclass, field
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 from scrapy.http import HtmlResponse, Request
-from sqlalchemy import select
 
 from classifier.labels import (
     VERDICT_CREDIBLE,
@@ -41,8 +34,6 @@ from crawlers.spiders.kepuchina import (
     verdict_of,
     with_page,
 )
-from store.db import open_store
-from store.models import CrawlRun, Debunk
 
 LIST1 = "/rumor/rumorlist?type=0&title=&keyword=0&page=1"
 LIST2 = "/rumor/rumorlist?type=0&title=&keyword=0&page=2"
@@ -67,78 +58,9 @@ ONLY_IN_CATEGORY = D("test0006")
 HOSTILE_MARKERS = ["HOSTILE", "<script", "document.", "alert(", "微信扫一扫", "分享到", "QQ空间", "红包", "作者丨", "审核丨", "时间：", "所属分类", "本文由"]
 
 
-# A static server that tells query strings apart ------------------------------
-
-
-@dataclass
-class Served:
-    root: Path
-    url: str
-    requests: list[str] = field(default_factory=list)
-
-
-class _QueryHandler(SimpleHTTPRequestHandler):
-    """``/a/b?q`` → file ``a/b/q.html`` (``.json`` etc. kept when ``b`` has that suffix); plain paths as usual."""
-
-    served: Served
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
-        self.served.requests.append(self.path)
-        super().do_GET()
-
-    def translate_path(self, path: str) -> str:
-        parts = urlsplit(path)
-        if not parts.query:
-            return super().translate_path(parts.path)
-        query = unquote(parts.query)
-        if "/" in query or "\\" in query or query.startswith("."):
-            return str(self.served.root / "__no_such_file__")
-        ext = posixpath.splitext(parts.path)[1] or ".html"
-        return super().translate_path(parts.path.rstrip("/") + "/" + parts.query) + ext
-
-    def guess_type(self, path):  # type: ignore[no-untyped-def]
-        if str(path).endswith((".htm", ".html")):
-            return "text/html; charset=utf-8"
-        if str(path).endswith(".json"):
-            return "application/json; charset=utf-8"
-        return super().guess_type(path)
-
-
 @pytest.fixture
-def serve_query_dir() -> Iterator:
-    servers: list[ThreadingHTTPServer] = []
-
-    def start(path: Path) -> Served:
-        served = Served(root=Path(path), url="")
-        handler = type("Handler", (_QueryHandler,), {"served": served})
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(path)))
-        httpd.daemon_threads = True
-        served.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        servers.append(httpd)
-        return served
-
-    yield start
-    for httpd in servers:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-@pytest.fixture
-def mirror(tmp_path, serve_query_dir, crawl_tools):
-    return serve_query_dir(crawl_tools.site_copy("kepuchina", tmp_path))
-
-
-def _rows(db: Path) -> tuple[list[Debunk], list[CrawlRun]]:
-    store = open_store(f"sqlite:///{db}")
-    try:
-        with store.session() as s:
-            return list(s.scalars(select(Debunk).order_by(Debunk.id))), list(s.scalars(select(CrawlRun).order_by(CrawlRun.id)))
-    finally:
-        store.close()
+def mirror(tmp_path, serve_dir, crawl_tools):
+    return serve_dir(crawl_tools.site_copy("kepuchina", tmp_path), query_files=True)
 
 
 # End to end ----------------------------------------------------------------------
@@ -147,7 +69,7 @@ def _rows(db: Path) -> tuple[list[Debunk], list[CrawlRun]]:
 def test_crawl_stores_the_articles(tmp_path, mirror, crawl_tools) -> None:
     data = tmp_path / "data"
     crawl_tools.run_scrapy("kepuchina", data, "-a", f"start_url={mirror.url}{LIST1}")
-    debunks, runs = _rows(data / "piyao.db")
+    debunks, runs = crawl_tools.rows(data / "piyao.db")
 
     by_path = {d.url.removeprefix(mirror.url): d for d in debunks}
     assert set(by_path) == set(EXPECTED)
@@ -199,7 +121,7 @@ def test_recrawl_adds_no_rows(tmp_path, mirror, crawl_tools) -> None:
     assert len(mirror.requests) > first
     # ... and once more with every article fetched again: the store recognises them all.
     crawl_tools.run_scrapy("kepuchina", data, "-a", f"start_url={mirror.url}{LIST1}", "-s", "PIYAO_SEEN_ENABLED=false")
-    debunks, runs = _rows(data / "piyao.db")
+    debunks, runs = crawl_tools.rows(data / "piyao.db")
     assert len(debunks) == 5 and len({d.url for d in debunks}) == 5
     assert [r.status for r in runs] == ["finished"] * 3
     assert runs[1].new_debunks == 0 and runs[2].new_debunks == 0
@@ -209,7 +131,7 @@ def test_recrawl_adds_no_rows(tmp_path, mirror, crawl_tools) -> None:
 def test_ajax_category_list_pages_until_a_short_page(tmp_path, mirror, crawl_tools) -> None:
     data = tmp_path / "data"
     crawl_tools.run_scrapy("kepuchina", data, "-a", f"start_url={mirror.url}{AJAX1}")
-    debunks, runs = _rows(data / "piyao.db")
+    debunks, runs = crawl_tools.rows(data / "piyao.db")
     assert {d.url.removeprefix(mirror.url) for d in debunks} == set(EXPECTED) | {ONLY_IN_CATEGORY}
     only = next(d for d in debunks if d.url.endswith(ONLY_IN_CATEGORY))
     assert only.published == dt.date(2023, 10, 9) and only.verdict == VERDICT_RUMOR
@@ -221,7 +143,7 @@ def test_ajax_category_list_pages_until_a_short_page(tmp_path, mirror, crawl_too
 def test_max_items(tmp_path, mirror, crawl_tools) -> None:
     data = tmp_path / "data"
     crawl_tools.run_scrapy("kepuchina", data, "-a", f"start_url={mirror.url}{LIST1}", "-a", "max_items=2")
-    debunks, runs = _rows(data / "piyao.db")
+    debunks, runs = crawl_tools.rows(data / "piyao.db")
     assert len(debunks) == 2 and runs[0].items == 2 and runs[0].status == "finished"
 
 

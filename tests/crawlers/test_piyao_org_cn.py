@@ -7,12 +7,9 @@ from pathlib import Path
 
 import pytest
 from scrapy.http import HtmlResponse, Request, TextResponse
-from sqlalchemy import select
 
 from crawlers.items import DebunkItem
 from crawlers.spiders.piyao_org_cn import PiyaoOrgCnSpider, date_from_url, is_article_url
-from store.db import open_store
-from store.models import CrawlRun, Debunk
 
 A1 = "/20250717/ef39a204545b491c8d12d4c1def14519/c.html"
 A2 = "/20250711/bd023518677844abb2d477f29e0a2eaf/c.html"
@@ -31,15 +28,6 @@ EXPECTED = {
 HOSTILE_MARKERS = ["HOSTILE", "<script", "document.", "alert(", "微信扫一扫", "分享到", "QQ空间", "红包"]
 
 
-def _rows(db: Path) -> tuple[list[Debunk], list[CrawlRun]]:
-    store = open_store(f"sqlite:///{db}")
-    try:
-        with store.session() as s:
-            return list(s.scalars(select(Debunk).order_by(Debunk.id))), list(s.scalars(select(CrawlRun).order_by(CrawlRun.id)))
-    finally:
-        store.close()
-
-
 @pytest.fixture
 def mirror(tmp_path, serve_dir, crawl_tools):
     return serve_dir(crawl_tools.site_copy("piyao_org_cn", tmp_path))
@@ -48,7 +36,7 @@ def mirror(tmp_path, serve_dir, crawl_tools):
 def test_crawl_stores_the_articles(tmp_path, mirror, crawl_tools) -> None:
     data = tmp_path / "data"
     crawl_tools.run_scrapy("piyao_org_cn", data, "-a", f"start_url={mirror.url}/ld.htm")
-    debunks, runs = _rows(data / "piyao.db")
+    debunks, runs = crawl_tools.rows(data / "piyao.db")
 
     by_path = {d.url.removeprefix(mirror.url): d for d in debunks}
     assert set(by_path) == set(EXPECTED)
@@ -62,6 +50,8 @@ def test_crawl_stores_the_articles(tmp_path, mirror, crawl_tools) -> None:
         for marker in HOSTILE_MARKERS:
             assert marker not in row.text, (path, marker)
         assert "责任编辑：" not in row.text
+    # The page's 来源 line names the original publisher, kept beside the carrying platform.
+    assert by_path[A1].origin == "浙江辟谣平台"
     hostile = by_path[A2].text
     assert "国家统计局数据显示" in hostile and "不具备储电功能" in hostile
     assert "这种说法有科学依据吗？" in hostile  # the paragraph that carried onclick/onmouseover keeps its text
@@ -87,7 +77,7 @@ def test_recrawl_creates_no_duplicates(tmp_path, mirror, crawl_tools) -> None:
     data = tmp_path / "data"
     crawl_tools.run_scrapy("piyao_org_cn", data, "-a", f"start_url={mirror.url}/ld.htm")
     crawl_tools.run_scrapy("piyao_org_cn", data, "-a", f"start_url={mirror.url}/ld.htm")
-    debunks, runs = _rows(data / "piyao.db")
+    debunks, runs = crawl_tools.rows(data / "piyao.db")
     assert len(debunks) == 5
     assert len({d.url for d in debunks}) == 5
     assert [r.status for r in runs] == ["finished", "finished"]
@@ -99,7 +89,7 @@ def test_recrawl_creates_no_duplicates(tmp_path, mirror, crawl_tools) -> None:
 def test_max_items_limits_detail_pages(tmp_path, mirror, crawl_tools) -> None:
     data = tmp_path / "data"
     crawl_tools.run_scrapy("piyao_org_cn", data, "-a", f"start_url={mirror.url}/ld.htm", "-a", "max_items=2")
-    debunks, runs = _rows(data / "piyao.db")
+    debunks, runs = crawl_tools.rows(data / "piyao.db")
     assert len(debunks) == 2
     assert runs[0].items == 2
     assert runs[0].status == "finished"

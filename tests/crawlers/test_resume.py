@@ -18,7 +18,6 @@ once.
 
 from __future__ import annotations
 
-import functools
 import os
 import random
 import signal
@@ -27,15 +26,14 @@ import sys
 import threading
 import time
 from collections import Counter
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from store.db import open_store
-from store.models import CrawlRun, Debunk, SeenUrl
+from store.models import Debunk, SeenUrl
 
 N_ARTICLES = 40
 KILL_AFTER = 10
@@ -45,42 +43,26 @@ CONCURRENCY = 2  # CONCURRENT_REQUESTS_PER_DOMAIN: the most downloads in flight 
 # flight (≤ CONCURRENCY) plus the responses Scrapy had already received but not yet stored (≤ CONCURRENCY:
 # each comes from a download that was in flight a moment before).
 MAX_REFETCHED = 2 * CONCURRENCY
-CHARS = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本去把性好应开它合还因由其些然前外天政四日那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比或但质气第向道命此变条只没结解问意建月公无系军很情者最立代想已通并提直题党程展五果料象员革位入常文总次品式活设及管特件长求老头基资边流路级少图山统接知较将组见计别她手角期根论运农指几九区强放决西被干做必战先回则任取据处府"
-
-
-def _article_paths(n: int) -> list[str]:
-    rng = random.Random(7)
-    return [f"/202508{1 + i % 28:02d}/{rng.getrandbits(128):032x}/c.html" for i in range(n)]
-
-
-def _build_site(root: Path) -> list[str]:
-    rng = random.Random(11)
-    paths = _article_paths(N_ARTICLES)
-    for i, path in enumerate(paths):
-        title = f"第{i + 1}号辟谣：" + "".join(rng.choice(CHARS) for _ in range(12))
-        body = "".join(f"<p>{''.join(rng.choice(CHARS) for _ in range(60))}。</p>" for _ in range(4))
-        page = root / path.lstrip("/")
-        page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_text(
-            f"<html><head><title>{title}</title></head><body><div class='con_tit'><h2>{title}</h2>"
-            f"<p><span>来源：测试来源 时间：2025-08-{1 + i % 28:02d} 10:00:00</span></p></div>"
-            f"<div class='con_txt'>{body}</div></body></html>",
-            "utf-8",
-        )
-    half = N_ARTICLES // 2
-    for name, chunk, nxt in (("ld.htm", paths[:half], "ld_2.htm"), ("ld_2.htm", paths[half:], None)):
-        items = "".join(f"<li><h2><a href='{p}'>文章</a></h2></li>" for p in chunk)
-        more = f"<a href='{nxt}'>下一页</a>" if nxt else ""
-        (root / name).write_text(f"<html><body><ul id='list'>{items}</ul>{more}</body></html>", "utf-8")
-    (root / "robots.txt").write_text("User-agent: *\nDisallow:\n", "utf-8")
-    return paths
+PAGE = (
+    "<html><head><title>{title}</title></head><body><div class='con_tit'><h2>{title}</h2>"
+    "<p><span>来源：测试来源 时间：2025-08-{day:02d} 10:00:00</span></p></div>"
+    "<div class='con_txt'>{body}</div></body></html>"
+)
 
 
 class _Server:
+    """Article paths: ``received`` when the request arrives (from the log of conftest's ``serve_dir``),
+    ``answered`` when the response is sent."""
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.received: list[str] = []  # article paths, when the request arrives
-        self.answered: list[str] = []  # article paths, when the response is sent
+        self.served: Any = None  # conftest.Served: every request path, on arrival
+        self.answered: list[str] = []
+
+    @property
+    def received(self) -> list[str]:
+        with self.served.lock:
+            return [p for p in self.served.requests if p.endswith("/c.html")]
 
     def count(self, which: str) -> int:
         with self.lock:
@@ -88,36 +70,23 @@ class _Server:
 
 
 @pytest.fixture
-def slow_site(tmp_path) -> Iterator[tuple[str, list[str], _Server]]:
+def slow_site(tmp_path, serve_dir, crawl_tools) -> tuple[str, list[str], _Server]:
     root = tmp_path / "site"
     root.mkdir()
-    paths = _build_site(root)
+    paths = crawl_tools.build_article_site(root, crawl_tools.article_paths(random.Random(7), N_ARTICLES, "202508"), random.Random(11), PAGE)
     server = _Server()
 
-    class Handler(SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
+    class Answered:  # handler mixin: logs an article's path once its (delayed) response is sent
+        path: str
 
         def do_GET(self) -> None:  # noqa: N802
-            article = self.path.endswith("/c.html")
-            if article:
-                with server.lock:
-                    server.received.append(self.path)
-                time.sleep(DELAY_S)
-            super().do_GET()
-            if article:
+            super().do_GET()  # type: ignore[misc]
+            if self.path.endswith("/c.html"):
                 with server.lock:
                     server.answered.append(self.path)
 
-        def guess_type(self, path):  # type: ignore[no-untyped-def]
-            return "text/html; charset=utf-8" if str(path).endswith((".htm", ".html")) else super().guess_type(path)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", paths, server
-    httpd.shutdown()
-    httpd.server_close()
+    server.served = serve_dir(root, delay=DELAY_S, delay_suffix="/c.html", handler_mixin=Answered)
+    return server.served.url, paths, server
 
 
 def test_sigkill_then_resume_fetches_each_page_once(tmp_path, slow_site, crawl_tools) -> None:
@@ -148,14 +117,7 @@ def test_sigkill_then_resume_fetches_each_page_once(tmp_path, slow_site, crawl_t
     second = subprocess.run(cmd, cwd=crawl_tools.REPO, env=_crawl_env(data), capture_output=True, text=True, timeout=180)
     assert second.returncode == 0, second.stderr[-4000:]
 
-    store = open_store(f"sqlite:///{data / 'piyao.db'}")
-    try:
-        with store.session() as s:
-            debunks = list(s.scalars(select(Debunk)))
-            runs = list(s.scalars(select(CrawlRun).order_by(CrawlRun.id)))
-            seen = list(s.scalars(select(SeenUrl)))
-    finally:
-        store.close()
+    debunks, runs, seen = crawl_tools.rows_and_seen(f"sqlite:///{data / 'piyao.db'}")
 
     # Every article stored exactly once.
     stored = Counter(d.url.removeprefix(url) for d in debunks)

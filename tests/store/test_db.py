@@ -13,6 +13,7 @@ from store.models import Base, ClaimMatch, Debunk
 def test_migrations_create_every_model_table(store) -> None:
     tables = set(inspect(store.engine).get_table_names())
     expected = set(Base.metadata.tables)
+    assert "origin" in {c["name"] for c in inspect(store.engine).get_columns("debunks")}
     assert expected == {
         "debunks", "crawl_runs", "claims", "claim_matches", "reviews", "audit_events", "index_outbox",
         "claim_clusters", "seen_urls",
