@@ -118,22 +118,12 @@ def store(db_url: str) -> Iterator[Store]:
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No PIYAO_* variable from the caller's shell; the CLI's data dir is tmp_path/data."""
-    import os
-
     for key in list(os.environ):
         if key.startswith("PIYAO_"):
             monkeypatch.delenv(key)
     data = tmp_path / "data"
     monkeypatch.setenv("PIYAO_DATA_DIR", str(data))
     return data
-
-
-@pytest.fixture(scope="session")
-def es_url() -> str:
-    url = os.environ.get("PIYAO_TEST_ES_URL")
-    if not url:
-        pytest.skip("PIYAO_TEST_ES_URL is not set: no Elasticsearch node to test against (make test starts one)")
-    return url
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ captured feed has an empty sourceUrl) the stable synthetic
 the rumor page plus the entry's numeric id, so a re-crawl finds the same row.
 
 Verdicts (``RUMOR_TYPES``), checked against every entry of the real feed
-(/work/shared/fixtures/sites/dxy/dxycdn_rumor_list_data_2021.json, 134 entries):
+(the captured feed in the shared research fixtures, dxy/dxycdn_rumor_list_data_2021.json, 134 entries):
 
 - 0 → rumor (104 entries): the summaries deny the claim — "经核查，此信息为谣言。",
   "相关信息不属实。", "系去年旧闻！", "很遗憾，无法杀死病毒。" (桑拿、汗蒸能预防新冠病毒？);

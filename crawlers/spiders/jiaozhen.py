@@ -24,7 +24,7 @@ origin in ``div.check_content_bottom`` (时间 : / 来源 :), body ``div.questio
 The 2022+ Next.js page is read from ``script#__NEXT_DATA__`` →
 ``props.pageProps.initialState``. When an article page answers with an HTTP
 error, the item is built from the list entry alone (title, abstract, date,
-verdict). Structure: /work/shared/fixtures/sites/_structure_notes/jiaozhen_vp_fact_qq.json;
+verdict). Structure: the shared structure notes, _structure_notes/jiaozhen_vp_fact_qq.json;
 the mirror in tests/fixtures/sites/jiaozhen/ holds real list responses and
 synthetic article pages around real fragments (see its README.md).
 

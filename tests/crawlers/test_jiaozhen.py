@@ -8,7 +8,6 @@ query URLs from files: ``/loadmore?...page=N`` → ``loadmore/N.json``,
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 from pathlib import Path
@@ -22,7 +21,7 @@ from crawlers.items import DebunkItem
 from crawlers.spiders.jiaozhen import EXPLAIN_VERDICTS, RESULT_VERDICTS, JiaozhenSpider, split_result, strip_jsonp, verdict_of
 
 SITE = Path(__file__).resolve().parents[1] / "fixtures" / "sites" / "jiaozhen"
-SHARED = Path("/work/shared/fixtures/sites/jiaozhen")
+FRAGMENTS = SITE / "fragments"
 
 # article id → (title, verdict, published, editor)
 EXPECTED = {
@@ -140,7 +139,7 @@ def test_max_items(tmp_path, jz_mirror, crawl_tools) -> None:
 
 
 def _real_labels() -> set[tuple[str, str]]:
-    """(result, explain) pairs of the real captures in /work/shared and of the mirror."""
+    """(result, explain) pairs of the real captures copied into the mirror."""
     pairs: set[tuple[str, str]] = set()
     for e in json.loads((SITE / "loadmore" / "1.json").read_text("utf-8"))["content"]:
         pairs.add((e["result"], e["explain"]))
@@ -148,20 +147,12 @@ def _real_labels() -> set[tuple[str, str]]:
         pairs.add((e["result"], e["explain"]))
     for h in strip_jsonp((SITE / "searchresult" / "0.json").read_text("utf-8"))["content"]:
         pairs.add(split_result(h["_source"]["result"]))
-    if SHARED.is_dir():
-        for e in json.loads((SHARED / "loadmore_content_items_subset.json").read_text("utf-8")):
-            pairs.add((e["result"], e["explain"]))
-        for h in json.loads((SHARED / "searchresult_response_title-新冠_2020-06.json").read_text("utf-8"))["content"]:
-            pairs.add(split_result(h["_source"]["result"]))
-        with open(SHARED / "loadmore_derived_labels_2020-02_to_2021-03.csv", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                pairs.add((row["result"], row["explain"]))
-        for row in json.loads((SHARED / "article_page_scrapy_items_2020-02_subset.json").read_text("utf-8")):
-            pairs.add((row["result"], row["type"]))
     return pairs
 
 
-# Every label in the real data, with the code it must get.
+# Every (result, explain) label found in the three real 较真 captures (the loadmore subset, the
+# searchresult response and the 397-row loadmore-derived CSV; see tests/fixtures/sites/jiaozhen/README.md),
+# with the code it must get.
 REAL_LABELS = {
     ("假", "谣言"): "rumor",
     ("假", "假新闻"): "rumor",
@@ -189,8 +180,7 @@ def test_mapping_covers_the_real_data() -> None:
     found = _real_labels()
     assert found <= set(REAL_LABELS), found - set(REAL_LABELS)
     assert {e for _r, e in REAL_LABELS} == set(EXPLAIN_VERDICTS)
-    if SHARED.is_dir():
-        assert found == set(REAL_LABELS)  # all ten labels occur in the captures
+    assert found == set(REAL_LABELS)  # the mirror's real entries cover all ten labels
 
 
 def test_unknown_label_gives_none_and_a_stat(crawl_tools) -> None:
@@ -270,10 +260,7 @@ def test_article_page_fields() -> None:
 
 def test_real_fragment_verbatim() -> None:
     """The verbatim 'detail' fragment of the 伪科学 page (IzabelWang/rumor_breaker), wrapped in a page body."""
-    frag = SHARED / "article_detail_fragment_fake_2020.html"
-    if not frag.is_file():
-        pytest.skip("shared research fixtures not available")
-    detail = frag.read_text("utf-8")
+    detail = (FRAGMENTS / "article_detail_fragment_fake_2020.html").read_text("utf-8")
     head, rest = detail.split('<div class="check_content_mark">', 1)
     check, body = rest.split("</div><p>", 1)
     html = (
