@@ -213,18 +213,7 @@ def raw_body(backend: ElasticBackend, q: tuple[str, str]) -> dict[str, Any]:
         tokens, limit, filters = list(dict.fromkeys(tokenize(text)))[:64], 10, None
     else:
         tokens, limit, filters = list(dict.fromkeys(tokenize(text)))[:MAX_QUERY_TERMS], 5, SearchFilters(kind="debunk")
-    return {
-        "query": backend._query(tokens, filters),
-        "size": limit,
-        "sort": [{"_score": "desc"}, {"key": "asc"}],
-        "track_scores": True,
-        "_source": ["key", "kind", "source", "url", "date", "title", "text"],
-        "highlight": {
-            "pre_tags": ["\x02"],
-            "post_tags": ["\x03"],
-            "fields": {"title_tokens": {"number_of_fragments": 0}, "text_tokens": {"fragment_size": 300, "number_of_fragments": 3}},
-        },
-    }
+    return backend.search_body(tokens, limit=limit, filters=filters)
 
 
 def raw_actions(backend: ElasticBackend, docs: list[IndexDoc], index: str) -> list[dict[str, Any]]:

@@ -276,6 +276,20 @@ class ElasticBackend:
         tokens = list(dict.fromkeys(tokens))[:64]
         if not tokens:
             return []
+        body = self.search_body(tokens, limit=limit, offset=offset, filters=filters, search_after=search_after)
+        resp = self._call(self.es.search, index=self.alias, **body)
+        return [self._hit(h, tokens) for h in resp["hits"]["hits"]]
+
+    def search_body(
+        self,
+        tokens: list[str],
+        *,
+        limit: int = 10,
+        offset: int = 0,
+        filters: SearchFilters | None = None,
+        search_after: list[Any] | None = None,
+    ) -> dict[str, Any]:
+        """The search request for ``tokens`` (what the benchmark's raw-client reference sends too)."""
         body: dict[str, Any] = {
             "query": self._query(tokens, filters),
             "size": limit,
@@ -292,25 +306,24 @@ class ElasticBackend:
             body["search_after"] = search_after
         elif offset:
             body["from"] = offset
-        resp = self._call(self.es.search, index=self.alias, **body)
-        hits = []
-        for h in resp["hits"]["hits"]:
-            src = h["_source"]
-            matched = sorted({t for frags in h.get("highlight", {}).values() for f in frags for t in _MARK_RE.findall(f)}) or tokens
-            hits.append(
-                Hit(
-                    key=src["key"],
-                    kind=src["kind"],
-                    title=src["title"],
-                    source=src["source"],
-                    url=src.get("url"),
-                    date=dt.date.fromisoformat(src["date"]) if src.get("date") else None,
-                    score=float(h["_score"] or 0.0),
-                    snippet=make_snippet(src.get("text") or "", matched),
-                    extra={"title_html": make_snippet(src["title"], matched, width=200), "sort": h.get("sort"), "matched_terms": matched},
-                )
-            )
-        return hits
+        return body
+
+    @staticmethod
+    def _hit(h: dict[str, Any], tokens: list[str]) -> Hit:
+        src = h["_source"]
+        # The highlighter says which terms matched; the snippet is cut from the raw text.
+        matched = sorted({t for frags in h.get("highlight", {}).values() for f in frags for t in _MARK_RE.findall(f)}) or tokens
+        return Hit(
+            key=src["key"],
+            kind=src["kind"],
+            title=src["title"],
+            source=src["source"],
+            url=src.get("url"),
+            date=dt.date.fromisoformat(src["date"]) if src.get("date") else None,
+            score=float(h["_score"] or 0.0),
+            snippet=make_snippet(src.get("text") or "", matched),
+            extra={"title_html": make_snippet(src["title"], matched, width=200), "sort": h.get("sort"), "matched_terms": matched},
+        )
 
     def count(self, kind: str | None = None) -> int:
         query = {"term": {"kind": kind}} if kind else {"match_all": {}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import scrapy
 
@@ -43,6 +44,16 @@ class PiyaoSpider(scrapy.Spider):
             spider.max_items = conf.max_items
         spider.spider_conf = conf
         return spider
+
+    def _hosts(self) -> set[str]:
+        """Hosts of the start URLs (else of the defaults): links to other hosts are not followed."""
+        if not hasattr(self, "_host_cache"):
+            self._host_cache = {urlsplit(u).netloc.lower() for u in (self.start_urls or self.default_start_urls)}
+        return self._host_cache
+
+    def _same_site(self, url: str) -> bool:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and parts.netloc.lower() in self._hosts()
 
     def limit_reached(self, count: int) -> bool:
         return bool(self.max_items) and count >= self.max_items

@@ -36,9 +36,10 @@ from __future__ import annotations
 import json
 import re
 from typing import Any, Iterator
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import scrapy
+from w3lib.url import add_or_replace_parameter
 from scrapy.exceptions import CloseSpider
 from scrapy.http import Response
 
@@ -84,13 +85,8 @@ def _inner_text(sel: Any) -> str:
 
 
 def with_offset(url: str, offset: int) -> str:
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if any(k == "offset" for k, _ in query):
-        query = [(k, str(offset) if k == "offset" else v) for k, v in query]
-    else:
-        query.append(("offset", str(offset)))
-    return urlunsplit(parts._replace(query=urlencode(query), fragment=""))
+    """``url`` with its ``offset`` query parameter set (other parameters kept, in order; no fragment)."""
+    return add_or_replace_parameter(url.split("#", 1)[0], "offset", str(offset))
 
 
 def _is_json(response: Response) -> bool:
@@ -110,11 +106,6 @@ class GuokrSpider(PiyaoSpider):
         self.api_all = str(api_all or "").lower() in ("1", "true", "yes")
         self._scheduled: set[str] = set()
         self.emitted = 0
-
-    def _hosts(self) -> set[str]:
-        if not hasattr(self, "_host_cache"):
-            self._host_cache = {urlsplit(u).netloc.lower() for u in self.start_urls}
-        return self._host_cache
 
     def _allowed(self, url: str) -> bool:
         parts = urlsplit(url)

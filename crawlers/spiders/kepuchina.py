@@ -33,10 +33,11 @@ from __future__ import annotations
 
 import re
 from typing import Any, Iterator
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import lxml.html
 import scrapy
+from w3lib.url import add_or_replace_parameter
 from lxml import etree
 from scrapy.exceptions import CloseSpider
 from scrapy.http import Response
@@ -129,13 +130,7 @@ def is_list_url(url: str) -> bool:
 
 def with_page(url: str, page: int) -> str:
     """``url`` with its ``page`` query parameter set to ``page`` (other parameters kept, in order)."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if any(k == "page" for k, _ in query):
-        query = [(k, str(page) if k == "page" else v) for k, v in query]
-    else:
-        query.append(("page", str(page)))
-    return urlunsplit(parts._replace(query=urlencode(query), fragment=""))
+    return add_or_replace_parameter(url.split("#", 1)[0], "page", str(page))
 
 
 def page_of(url: str) -> int:
@@ -239,15 +234,6 @@ class KepuchinaSpider(PiyaoSpider):
             base = "{0.scheme}://{0.netloc}".format(urlsplit(spider.start_urls[0])) if spider.start_urls else BASE
             spider.start_urls = [list_url(t, base) for t in spider.type_ids]
         return spider
-
-    def _hosts(self) -> set[str]:
-        if not hasattr(self, "_host_cache"):
-            self._host_cache = {urlsplit(u).netloc.lower() for u in self.start_urls} or {urlsplit(BASE).netloc}
-        return self._host_cache
-
-    def _same_site(self, url: str) -> bool:
-        parts = urlsplit(url)
-        return parts.scheme in ("http", "https") and parts.netloc.lower() in self._hosts()
 
     def _article_request(self, url: str, list_title: str | None, list_date: Any) -> scrapy.Request | None:
         url = url.split("#", 1)[0]

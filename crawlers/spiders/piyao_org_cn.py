@@ -59,16 +59,6 @@ class PiyaoOrgCnSpider(PiyaoSpider):
         self._scheduled: set[str] = set()
         self.emitted = 0  # articles yielded, for max_items
 
-    # Hosts the start URLs are on: links elsewhere are not followed.
-    def _hosts(self) -> set[str]:
-        if not hasattr(self, "_host_cache"):
-            self._host_cache = {urlsplit(u).netloc.lower() for u in self.start_urls}
-        return self._host_cache
-
-    def _same_site(self, url: str) -> bool:
-        parts = urlsplit(url)
-        return parts.scheme in ("http", "https") and parts.netloc.lower() in self._hosts()
-
     def _article_request(self, url: str, list_title: str | None) -> scrapy.Request | None:
         if not self._same_site(url) or not is_article_url(url):
             return None
