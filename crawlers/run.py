@@ -45,6 +45,35 @@ def _summary(name: str, stats: dict[str, Any], *, status: str, reason: str | Non
     }
 
 
+# Scrapy loggers that log failed downloads and callbacks with a traceback.
+SCRAPY_ERROR_LOGGERS = (
+    "scrapy.core.scraper",
+    "scrapy.core.engine",
+    "scrapy.downloadermiddlewares.robotstxt",
+    "scrapy.utils.signal",
+    "scrapy.utils.defer",
+    "scrapy.core.downloader.handlers",
+)
+
+
+class OneLineErrors(logging.Filter):
+    """Scrapy logs a failed download with its whole traceback; the CLI shows the one-line cause.
+
+    The failure is still counted by kind in the run's stats (`piyao runs`); set
+    crawl.log_level: DEBUG to see tracebacks again.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.name.startswith("scrapy."):
+            exc = record.exc_info[1]
+            message, cause = record.getMessage(), (str(exc).splitlines() or [""])[0]
+            record.msg = message if cause and cause in message else f"{message}: {exc.__class__.__name__}: {cause}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def plan(settings: Settings, spider_names: list[str], overrides: dict[str, list[str]] | None = None) -> tuple[list[tuple[str, list[str]]], list[dict[str, Any]]]:
     """(spiders to run with their start URLs, summaries of the skipped ones)."""
     from scrapy.spiderloader import SpiderLoader
@@ -99,6 +128,11 @@ def crawl(settings: Settings, spider_names: list[str], *, overrides: dict[str, l
     results: list[dict[str, Any]] = list(skipped)
     if to_run:
         process = CrawlerProcess(scrapy_settings(settings))
+        if settings.crawl.log_level != "DEBUG":
+            # Logger filters (Scrapy replaces the root handler per crawler, so a handler filter would be lost).
+            one_line = OneLineErrors()
+            for name in SCRAPY_ERROR_LOGGERS:
+                logging.getLogger(name).addFilter(one_line)
         crawlers = [(name, urls, process.create_crawler(name)) for name, urls in to_run]  # the first installs the reactor
 
         @defer.inlineCallbacks
