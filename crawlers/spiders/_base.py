@@ -33,6 +33,7 @@ class PiyaoSpider(scrapy.Spider):
         self.start_urls = list(self._arg_start_urls)
         self.max_items = self._arg_max_items or 0
         self.spider_conf: Any = None
+        self.emitted = 0  # items yielded, for max_items
 
     @classmethod
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> PiyaoSpider:
@@ -44,6 +45,17 @@ class PiyaoSpider(scrapy.Spider):
             spider.max_items = conf.max_items
         spider.spider_conf = conf
         return spider
+
+    def _stats(self) -> Any:
+        """The crawler's stats collector (None for a spider built outside a crawler, as in unit tests)."""
+        crawler = getattr(self, "crawler", None)
+        return crawler.stats if crawler is not None else None
+
+    def _inc(self, key: str) -> None:
+        """Count ``piyao/<spider>/<key>`` in the run's stats."""
+        stats = self._stats()
+        if stats is not None:
+            stats.inc_value(f"piyao/{self.name}/{key}")
 
     def _hosts(self) -> set[str]:
         """Hosts of the start URLs (else of the defaults): links to other hosts are not followed."""

@@ -116,10 +116,6 @@ class ClaimFeedSpider(PiyaoSpider):
     name = "claim_feed"
     default_start_urls: list[str] = []
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.emitted = 0
-
     def parse(self, response: Response, **kwargs: Any) -> Iterator[ClaimItem]:
         try:
             feed_title, entries = read_feed(response.body)

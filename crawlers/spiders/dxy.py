@@ -127,17 +127,7 @@ class DxySpider(PiyaoSpider):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.emitted = 0
         self._seen: set[str] = set()
-
-    def _stats(self) -> Any:
-        crawler = getattr(self, "crawler", None)
-        return crawler.stats if crawler is not None else None
-
-    def _inc(self, key: str) -> None:
-        stats = self._stats()
-        if stats is not None:
-            stats.inc_value(STAT + key)
 
     def parse(self, response: Response, **kwargs: Any) -> Iterator[DebunkItem]:
         entries = entries_of(response.text)

@@ -134,7 +134,6 @@ class GenericSpider(PiyaoSpider):
         super().__init__(*args, **kwargs)
         self.source_names = _as_list(source)
         self.sources: dict[str, _Source] = {}
-        self.emitted = 0
         self._seen_articles: set[str] = set()
 
     # Start -------------------------------------------------------------------

@@ -105,7 +105,6 @@ class GuokrSpider(PiyaoSpider):
         super().__init__(*args, **kwargs)
         self.api_all = str(api_all or "").lower() in ("1", "true", "yes")
         self._scheduled: set[str] = set()
-        self.emitted = 0
 
     def _allowed(self, url: str) -> bool:
         parts = urlsplit(url)

@@ -215,16 +215,6 @@ class JiaozhenSpider(PiyaoSpider):
         super().__init__(*args, **kwargs)
         self._scheduled: set[str] = set()  # article ids requested
         self._pending: set[str] = set()  # article ids requested and not answered yet
-        self.emitted = 0
-
-    def _stats(self) -> Any:
-        crawler = getattr(self, "crawler", None)
-        return crawler.stats if crawler is not None else None
-
-    def _inc(self, key: str) -> None:
-        stats = self._stats()
-        if stats is not None:
-            stats.inc_value(STAT + key)
 
     def start_requests(self) -> Iterator[scrapy.Request]:  # list APIs want the site's Referer
         for url in self.start_urls:

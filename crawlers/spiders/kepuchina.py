@@ -224,7 +224,6 @@ class KepuchinaSpider(PiyaoSpider):
         super().__init__(*args, **kwargs)
         self.type_ids = [int(t) for t in _as_list(types)]
         self._scheduled: set[str] = set()
-        self.emitted = 0
 
     @classmethod
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> KepuchinaSpider:

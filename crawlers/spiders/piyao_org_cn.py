@@ -57,7 +57,6 @@ class PiyaoOrgCnSpider(PiyaoSpider):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._scheduled: set[str] = set()
-        self.emitted = 0  # articles yielded, for max_items
 
     def _article_request(self, url: str, list_title: str | None) -> scrapy.Request | None:
         if not self._same_site(url) or not is_article_url(url):
