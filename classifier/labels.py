@@ -93,3 +93,52 @@ VERDICTS: dict[str, str] = {
     VERDICT_UNPROVEN: "尚无定论",
     VERDICT_CREDIBLE: "可信",
 }
+
+# Topics: what a claim is about. Editors' desks and the statistics page group by these.
+TOPIC_HEALTH = "health_wellness"
+TOPIC_FOOD = "food_safety"
+TOPIC_MEDICINE = "disease_medicine"
+TOPIC_SCIENCE = "science_technology"
+TOPIC_DISASTER = "environment_disasters"
+TOPIC_PSEUDOSCIENCE = "superstition_pseudoscience"
+TOPIC_ELDERLY_SCAMS = "elderly_scams"
+TOPIC_OTHER = "other"
+
+TOPICS: dict[str, str] = {
+    TOPIC_HEALTH: "健康养生",
+    TOPIC_FOOD: "食品安全",
+    TOPIC_MEDICINE: "疾病医药",
+    TOPIC_SCIENCE: "科学技术",
+    TOPIC_DISASTER: "环境与灾害",
+    TOPIC_PSEUDOSCIENCE: "封建迷信与伪科学",
+    TOPIC_ELDERLY_SCAMS: "涉老诈骗",
+    TOPIC_OTHER: "其他",
+}
+
+# Weibo21's nine domains (and its 无法确定) -> topic. Only 科技, 医药健康 and 灾难事故 carry a
+# science topic; the rest are news domains outside the science desk.
+WEIBO21_TOPICS: dict[str, str] = {
+    "科技": TOPIC_SCIENCE,
+    "医药健康": TOPIC_MEDICINE,
+    "灾难事故": TOPIC_DISASTER,
+    "社会生活": TOPIC_OTHER,
+    "政治": TOPIC_OTHER,
+    "军事": TOPIC_OTHER,
+    "教育考试": TOPIC_OTHER,
+    "财经商业": TOPIC_OTHER,
+    "文体娱乐": TOPIC_OTHER,
+    "无法确定": TOPIC_OTHER,
+}
+# Whole datasets or outlets whose items share one topic.
+DATASET_TOPICS: dict[str, str] = {
+    "checked": TOPIC_MEDICINE,  # CHECKED: COVID-19 posts
+    "中国食品辟谣网_新华网": TOPIC_FOOD,
+}
+
+
+def topic_name(code: str) -> str:
+    """Chinese display name of a topic code."""
+    try:
+        return TOPICS[code]
+    except KeyError:
+        raise ValueError(f"unknown topic {code!r}; expected one of {list(TOPICS)}") from None

@@ -30,14 +30,15 @@ import hashlib
 import json
 import unicodedata
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from classifier.labels import CREDIBLE, DISPLAY_NAMES, RUMOR
+from classifier.base import Prediction
+from classifier.labels import CREDIBLE, RUMOR
 from classifier.text import normalize, tokenize
 
 __all__ = [
@@ -96,26 +97,6 @@ class StarterConfig:
                 d[key] = tuple(d[key])
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in known})
-
-
-@dataclass(frozen=True)
-class Prediction:
-    score: float  # probability of rumor, 0..1
-    label: str  # "rumor" if score >= 0.5 else "credible"
-    top_terms: list[str] = field(default_factory=list)
-    model_version: str = ""
-
-    @property
-    def display_name(self) -> str:
-        return DISPLAY_NAMES[self.label]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "score": self.score,
-            "label": self.label,
-            "top_terms": list(self.top_terms),
-            "model_version": self.model_version,
-        }
 
 
 def _char_input(norm: str) -> str:
@@ -302,7 +283,8 @@ class StarterModel:
         for i, s in enumerate(scores):
             label = RUMOR if s >= 0.5 else CREDIBLE
             terms = self._top_terms(feats[i], X[i], label == RUMOR, top_k) if feats is not None else []
-            out.append(Prediction(score=float(s), label=label, top_terms=terms, model_version=version))
+            out.append(Prediction(score=float(s), label=label, top_terms=terms, model_version=version,
+                                  explanation={"kind": "terms", "terms": terms}, stage="linear"))
         return out
 
     # -- persistence ------------------------------------------------------

@@ -259,8 +259,12 @@ def train_starter(
     progress: bool = True,
     log: Any = print,
     command: str | None = None,
+    extra_records: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """De-duplicate, evaluate each recipe on held-out data, ship the best; return the report.
+
+    ``extra_records`` (``{id, text, label}``, e.g. editors' decisions from
+    ``review.decisions.labelled_reviews``) join every training set as dataset ``reviews``.
 
     ``recipes``: names from ``RECIPES`` to compare on evaluation (a); default all.
     The chosen recipe is also measured on a random de-duplicated hold-out (b),
@@ -292,7 +296,7 @@ def train_starter(
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"missing data files: {missing}")
-    records = load_claims(paths)
+    records = load_claims(paths) + [dict(r, dataset="reviews") for r in extra_records]
     raw_counts = _counts(records)
     say(f"loaded {len(records)} records: {json.dumps(raw_counts)}")
 
@@ -317,7 +321,7 @@ def train_starter(
     val = by_ds.get("weibo21_val", [])
     results_a: dict[str, Any] = {}
     for name in recipes:
-        train = [r for ds in RECIPES[name] for r in by_ds.get(ds, [])]
+        train = [r for ds in (*RECIPES[name], "reviews") for r in by_ds.get(ds, [])]
         test, n_near = remove_near_duplicates(val, train, threshold=dedup_threshold)
         t = time.time()
         model = _fit(train, config, prep)
@@ -335,7 +339,7 @@ def train_starter(
     say(f"chosen recipe (best macro-F1 on (a)): {chosen}")
 
     # 3. Evaluation (b): random stratified hold-out over all de-duplicated records of the chosen recipe + val.
-    pool = [r for ds in (*RECIPES[chosen], "weibo21_val") for r in by_ds.get(ds, [])]
+    pool = [r for ds in (*RECIPES[chosen], "reviews", "weibo21_val") for r in by_ds.get(ds, [])]
     tr_b, te_b = _stratified_split(pool, holdout_size, seed)
     te_b, n_near_b = remove_near_duplicates(te_b, tr_b, threshold=dedup_threshold)
     model_b = _fit(tr_b, config, prep)
@@ -411,6 +415,9 @@ def train_starter(
     report["model_bytes"] = size
     say(f"saved {out_dir / MODEL_FILE} ({size / 1e6:.1f} MB), total time {time.time() - t0:.0f}s")
     (out_dir / "TRAINING_LOG.txt").write_text("\n".join(lines) + "\n", "utf-8")
+    from classifier.fingerprints import write_fingerprints
+
+    write_fingerprints([r["text"] for r in final_train], out_dir)
     write_model_card(out_dir, report, lines)
     return report
 

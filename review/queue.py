@@ -29,6 +29,14 @@ def priority(score: float, sightings: int, last_seen: dt.datetime, now: dt.datet
     return score * (1.0 + math.log(max(1, sightings))) * 0.5 ** (age_days / HALF_LIFE_DAYS)
 
 
+def uncertainty(score: float) -> float:
+    """1 at score 0.5 (the model cannot tell), 0 at 0 or 1: editors' decisions there teach the model most."""
+    return 1.0 - 2.0 * abs(float(score) - 0.5)
+
+
+ORDERS = ("priority", "uncertainty")
+
+
 def enqueue_flagged(store: Store, *, actor: str = "pipeline") -> int:
     """Move flagged, newly classified claims into the queue; returns how many."""
     n = 0
@@ -57,10 +65,22 @@ class QueueEntry:
     cluster_id: int | None = None
     cluster_size: int = 1
     sources: int = 1
+    topic: str | None = None
+    explanation: dict[str, object] | None = None
+
+    @property
+    def uncertainty(self) -> float:
+        return uncertainty(self.score)
 
 
-def list_queue(store: Store, *, limit: int = 20) -> list[QueueEntry]:
-    """The queue, one entry per cluster: its most pressing queued claim, counted with the cluster's sightings."""
+def list_queue(store: Store, *, limit: int = 20, order: str = "priority") -> list[QueueEntry]:
+    """The queue, one entry per cluster: its most pressing queued claim, counted with the cluster's sightings.
+
+    ``order="uncertainty"`` puts the claims the model is least sure about first (active
+    learning: an editor's decision there is the most useful training label).
+    """
+    if order not in ORDERS:
+        raise ValueError(f"unknown queue order {order!r}; expected one of {', '.join(ORDERS)}")
     now = utcnow()
     with store.session() as s:
         claims = s.scalars(
@@ -92,6 +112,8 @@ def list_queue(store: Store, *, limit: int = 20) -> list[QueueEntry]:
                 cluster_id=k.id if k is not None else None,
                 cluster_size=k.size if k is not None else 1,
                 sources=k.sources if k is not None else 1,
+                topic=c.topic,
+                explanation=c.explanation,
             )
             key: object = ("cluster", k.id) if k is not None else ("claim", c.id)
             held = best.get(key)
@@ -102,5 +124,8 @@ def list_queue(store: Store, *, limit: int = 20) -> list[QueueEntry]:
             elif not held.matches and entry.matches:
                 held.matches = entry.matches
         entries = list(best.values())
-    entries.sort(key=lambda e: (-e.priority, e.claim_id))
+    if order == "uncertainty":
+        entries.sort(key=lambda e: (-e.uncertainty, -e.priority, e.claim_id))
+    else:
+        entries.sort(key=lambda e: (-e.priority, e.claim_id))
     return entries[:limit]

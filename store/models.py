@@ -97,6 +97,9 @@ class Claim(Base):
     label: Mapped[str | None] = mapped_column(String(40))
     flagged: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     model_version: Mapped[str | None] = mapped_column(String(100))
+    # Topic code (classifier.labels.TOPICS) and what an editor reads as the reason for the score.
+    topic: Mapped[str | None] = mapped_column(String(40))
+    explanation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     classified_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     matched_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     # new → queued → confirmed | dismissed | needs_debunk
@@ -174,6 +177,9 @@ class Review(Base):
     claim_id: Mapped[int] = mapped_column(ForeignKey("claims.id", ondelete="CASCADE"), index=True)
     editor: Mapped[str] = mapped_column(String(100))
     decision: Mapped[str] = mapped_column(String(20))
+    # The editor's verdict (classifier.labels.VERDICTS) and topic: labelled data for `piyao train --with-reviews`.
+    verdict: Mapped[str | None] = mapped_column(String(20))
+    topic: Mapped[str | None] = mapped_column(String(40))
     note: Mapped[str | None] = mapped_column(Text)
     debunk_id: Mapped[int | None] = mapped_column(ForeignKey("debunks.id"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

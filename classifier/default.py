@@ -1,0 +1,251 @@
+"""The default classifier: a cascade of the cheap linear model and an e5 + retrieval stage.
+
+Stage 1 (every claim): the linear model (classifier.starter: jieba word + character
+TF-IDF, calibrated) gives ``p1``; a hashed character n-gram comparison with the known
+debunk titles (classifier.knowledge) gives ``lex_top1``, the closest lexical match.
+
+Stage 2 (only where it can change a decision): frozen multilingual-e5 embeddings of
+the claim (classifier.encoder, batched over both cores, cached) plus retrieval features
+(e5 and lexical similarity to the nearest known debunks) plus the stage-1 logit go into
+a logistic regression. A claim is routed to stage 2 when ``route_low <= p1 <= route_high``
+(stage 1 is unsure) or ``lex_top1 >= route_lexical`` (it resembles a known debunk, which
+stage 1 cannot weigh). Everything else keeps ``p1``: it is decided at jieba speed.
+
+Explanations: the debunk a claim matched (title, URL, outlet, similarity) when the match
+is close (``explain_similarity``), otherwise the linear model's top terms.
+
+Files of a model directory: ``meta.json`` (kind "default", routing parameters, metrics),
+``linear/`` (a StarterModel directory), ``stage2.safetensors`` (standardization and
+logistic-regression weights), ``knowledge.json`` + ``knowledge.safetensors``, optionally
+``topics/`` (classifier.topics.TopicModel) and ``train_fingerprints.*``; ``MODEL_CARD.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from classifier.base import META_FILE, Prediction
+from classifier.encoder import DIM, E5Encoder
+from classifier.knowledge import RETRIEVAL_FEATURES, Knowledge
+from classifier.labels import CREDIBLE, RUMOR, TOPIC_PSEUDOSCIENCE, VERDICT_PSEUDOSCIENCE
+from classifier.starter import StarterModel, prepare
+
+__all__ = ["STAGE2_FILE", "CascadeConfig", "DefaultModel", "stage2_features"]
+
+STAGE2_FILE = "stage2.safetensors"
+
+
+@dataclass
+class CascadeConfig:
+    """Routing and explanation parameters (chosen at training time, recorded in meta.json)."""
+
+    route_low: float = 0.25
+    route_high: float = 0.75
+    route_lexical: float = 0.45
+    explain_similarity: float = 0.9
+    max_chars: int = 256
+    batch_size: int = 32
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CascadeConfig":
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in (d or {}).items() if k in known})
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def stage2_features(p1: np.ndarray, vectors: np.ndarray, retrieval: np.ndarray) -> np.ndarray:
+    """[logit(p1), e5 vector (384), retrieval features] per claim."""
+    return np.column_stack([_logit(p1), np.asarray(vectors, dtype=np.float64), np.asarray(retrieval, dtype=np.float64)])
+
+
+class Stage2:
+    """Standardize → logistic regression; weights kept as plain arrays (safetensors)."""
+
+    def __init__(self, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, intercept: float):
+        self.mean, self.scale, self.coef, self.intercept = mean, scale, coef, float(intercept)
+
+    @classmethod
+    def fit(cls, X: np.ndarray, y: np.ndarray, *, C: float = 0.5, seed: int = 0) -> "Stage2":
+        from sklearn.linear_model import LogisticRegression
+
+        mean = X.mean(axis=0)
+        scale = X.std(axis=0)
+        scale[scale < 1e-9] = 1.0
+        lr = LogisticRegression(C=C, max_iter=3000, random_state=seed)
+        lr.fit((X - mean) / scale, y)
+        return cls(mean, scale, lr.coef_.ravel(), float(lr.intercept_[0]))
+
+    def proba(self, X: np.ndarray) -> np.ndarray:
+        z = ((X - self.mean) / self.scale) @ self.coef + self.intercept
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def save(self, path: Path) -> None:
+        from safetensors.numpy import save_file
+
+        save_file(
+            {"mean": self.mean.astype(np.float64), "scale": self.scale.astype(np.float64),
+             "coef": self.coef.astype(np.float64), "intercept": np.array([self.intercept])},
+            str(path),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> "Stage2":
+        from safetensors.numpy import load_file
+
+        t = load_file(str(path))
+        return cls(t["mean"], t["scale"], t["coef"], float(t["intercept"][0]))
+
+
+class DefaultModel:
+    """Cascade: linear model everywhere, e5 + retrieval stage where it changes a decision."""
+
+    kind = "default"
+
+    def __init__(
+        self,
+        linear: StarterModel,
+        stage2: Stage2,
+        knowledge: Knowledge,
+        *,
+        cascade: CascadeConfig | None = None,
+        topics: Any = None,
+        meta: dict[str, Any] | None = None,
+        encoder: E5Encoder | None = None,
+    ):
+        self.linear = linear
+        self.stage2 = stage2
+        self.knowledge = knowledge
+        self.cascade = cascade or CascadeConfig()
+        self.topics = topics
+        self.meta: dict[str, Any] = dict(meta or {})
+        self.encoder = encoder or E5Encoder(max_chars=self.cascade.max_chars, batch_size=self.cascade.batch_size)
+        # Counters for benchmarks and logs: claims seen, claims routed to stage 2.
+        self.seen = 0
+        self.routed = 0
+        self.stage2_seconds = 0.0
+
+    @property
+    def model_version(self) -> str:
+        return str(self.meta.get("version", "default-unversioned"))
+
+    # -- scoring -------------------------------------------------------------
+    def _stage1(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        prepared = prepare(texts)
+        p1 = self.linear.predict_proba(prepared=prepared)
+        lex = self.knowledge.lexical_top(texts)
+        return prepared, p1, lex
+
+    def _route(self, p1: np.ndarray, lex: np.ndarray) -> np.ndarray:
+        c = self.cascade
+        return ((p1 >= c.route_low) & (p1 <= c.route_high)) | (lex[:, 0] >= c.route_lexical)
+
+    def _score(self, texts: Sequence[str]) -> dict[str, Any]:
+        prepared, p1, lex = self._stage1(texts)
+        routed = self._route(p1, lex)
+        scores = p1.astype(float).copy()
+        dense = np.zeros((len(texts), 4), dtype=np.float32)
+        idx = np.flatnonzero(routed)
+        if idx.size:
+            t = time.perf_counter()
+            vecs = self.encoder.encode([texts[i] for i in idx])
+            sub_dense = self.knowledge.dense_top(vecs)
+            retrieval = np.column_stack([sub_dense[:, 0], sub_dense[:, 1], sub_dense[:, 2], lex[idx, 0], lex[idx, 1]])
+            scores[idx] = self.stage2.proba(stage2_features(p1[idx], vecs, retrieval))
+            dense[idx] = sub_dense
+            self.stage2_seconds += time.perf_counter() - t
+        self.seen += len(texts)
+        self.routed += int(idx.size)
+        return {"prepared": prepared, "p1": p1, "lex": lex, "routed": routed, "scores": np.clip(scores, 0.0, 1.0), "dense": dense}
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros(0, dtype=float)
+        return self._score(texts)["scores"]
+
+    def predict(self, texts: Sequence[str], *, top_k: int = 5) -> list[Prediction]:
+        texts = list(texts)
+        if not texts:
+            return []
+        r = self._score(texts)
+        linear_preds = self.linear.predict(texts, top_k=top_k) if top_k else []
+        topics = self.topics.predict(texts) if self.topics is not None else [(None, None)] * len(texts)
+        out = []
+        version = self.model_version
+        for i, s in enumerate(r["scores"]):
+            topic, topic_score = topics[i]
+            false_label = VERDICT_PSEUDOSCIENCE if topic == TOPIC_PSEUDOSCIENCE else RUMOR
+            label = false_label if s >= 0.5 else CREDIBLE
+            terms = linear_preds[i].top_terms if linear_preds else []
+            explanation: dict[str, Any] = {"kind": "terms", "terms": terms}
+            if r["routed"][i] and r["dense"][i, 0] >= self.cascade.explain_similarity:
+                explanation = self.knowledge.match(int(r["dense"][i, 3]), float(r["dense"][i, 0])).to_dict()
+            elif r["lex"][i, 0] >= max(self.cascade.route_lexical, 0.6):
+                explanation = self.knowledge.match(int(r["lex"][i, 2]), float(r["lex"][i, 0])).to_dict()
+                explanation["kind"] = "debunk"
+            out.append(Prediction(
+                score=float(s), label=label, top_terms=terms, model_version=version,
+                topic=topic, topic_score=None if topic_score is None else float(topic_score),
+                explanation=explanation, stage="e5" if r["routed"][i] else "linear",
+            ))
+        return out
+
+    # -- persistence ---------------------------------------------------------
+    def save(self, directory: str | Path, *, meta: dict[str, Any] | None = None) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.meta.update(meta or {})
+        self.meta.setdefault("version", "default-" + datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S"))
+        self.linear.save(d / "linear", meta={"version": self.model_version + "/linear"})
+        self.stage2.save(d / STAGE2_FILE)
+        self.knowledge.save(d)
+        if self.topics is not None:
+            self.topics.save(d / "topics")
+        self.meta.update({
+            "kind": self.kind,
+            "created": self.meta.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "cascade": asdict(self.cascade),
+            "stage2_features": ["logit_p1"] + [f"e5_{i}" for i in range(DIM)] + list(RETRIEVAL_FEATURES),
+            "encoder": self.encoder.__class__.__name__,
+            "format": "safetensors + json; linear/ and topics/ are skops with trusted-type lists",
+        })
+        (d / META_FILE).write_text(json.dumps(self.meta, ensure_ascii=False, indent=2) + "\n", "utf-8")
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path, *, encoder: E5Encoder | None = None) -> "DefaultModel":
+        d = Path(directory)
+        meta = json.loads((d / META_FILE).read_text("utf-8"))
+        if meta.get("kind") != cls.kind:
+            raise ValueError(f"{d}: not a default model (kind {meta.get('kind')!r})")
+        for name in (STAGE2_FILE, "knowledge.json", "knowledge.safetensors"):
+            if not (d / name).is_file():
+                raise FileNotFoundError(f"model directory {d} lacks {name}")
+        linear = StarterModel.load(d / "linear")
+        topics = None
+        if (d / "topics").is_dir():
+            from classifier.topics import TopicModel
+
+            topics = TopicModel.load(d / "topics")
+        cascade = CascadeConfig.from_dict(meta.get("cascade", {}))
+        return cls(linear, Stage2.load(d / STAGE2_FILE), Knowledge.load(d), cascade=cascade, topics=topics, meta=meta, encoder=encoder)
+
+
+def routed_share(p1: np.ndarray, lex_top1: np.ndarray, cascade: CascadeConfig) -> float:
+    """Share of claims the cascade would send to stage 2."""
+    if len(p1) == 0:
+        return 0.0
+    mask = ((p1 >= cascade.route_low) & (p1 <= cascade.route_high)) | (lex_top1 >= cascade.route_lexical)
+    return float(mask.mean())
+

