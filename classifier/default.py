@@ -158,7 +158,7 @@ class DefaultModel:
         idx = np.flatnonzero(routed)
         if idx.size:
             t = time.perf_counter()
-            vecs = self.encoder.encode([texts[i] for i in idx])
+            vecs = self.encoder.encode([texts[int(i)] for i in idx])
             sub_dense = self.knowledge.dense_top(vecs)
             retrieval = np.column_stack([sub_dense[:, 0], sub_dense[:, 1], sub_dense[:, 2], lex[idx, 0], lex[idx, 1]])
             scores[idx] = self.stage2.proba(stage2_features(p1[idx], vecs, retrieval))

@@ -147,8 +147,8 @@ class E5Encoder:
                 self._remember(k, v)
             self.hits += hits
             for i, k in enumerate(keys):
-                v = fresh.get(k)
-                out[i] = v if v is not None else self._memory[k]
+                got = fresh.get(k)
+                out[i] = got if got is not None else self._memory[k]
         return out
 
     def encode_iter(self, texts: Iterable[str], chunk: int = 512) -> np.ndarray:

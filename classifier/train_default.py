@@ -100,7 +100,7 @@ def _oof_linear(records: Sequence[dict], prep: _Prepared, config: StarterConfig,
     for k, (tr, te) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y), 1):
         m = StarterModel(config)
         sub = [records[i] for i in tr]
-        m.fit([r["text"] for r in sub], y[tr], prepared=prep(sub))
+        m.fit([r["text"] for r in sub], y[tr].tolist(), prepared=prep(sub))
         oof[te] = m.predict_proba(prepared=prep([records[i] for i in te]))
         log(f"  stage-1 fold {k}/{folds} done")
     return oof
@@ -148,7 +148,7 @@ def _choose_routing(y: np.ndarray, p1: np.ndarray, p2: np.ndarray, lex_top1: np.
 
 def _measure(name: str, y: np.ndarray, p1: np.ndarray, p2: np.ndarray, routed: np.ndarray, log: Any) -> dict[str, Any]:
     cascade = np.where(routed, p2, p1)
-    out = {
+    out: dict[str, Any] = {
         "n": int(len(y)),
         "linear": metrics(y, p1),
         "stage2_everywhere": metrics(y, p2),
@@ -245,7 +245,7 @@ def fit_default(
 
     log("stage 1: out-of-fold linear scores")
     p1_oof = _oof_linear(train, prep, config, folds, seed, log)
-    linear_tr = StarterModel(config).fit([r["text"] for r in train], y_tr, prepared=prep(train))
+    linear_tr = StarterModel(config).fit([r["text"] for r in train], y_tr.tolist(), prepared=prep(train))
     p1_te = linear_tr.predict_proba(prepared=prep(test))
 
     vec_tr = _encode(encoder, [r["text"] for r in train], progress, "e5: training texts")
@@ -284,7 +284,7 @@ def fit_default(
     log("final model: retraining on training + held-out data")
     all_recs = train + test
     y_all = np.concatenate([y_tr, y_te])
-    linear = StarterModel(config).fit([r["text"] for r in all_recs], y_all, prepared=prep(all_recs))
+    linear = StarterModel(config).fit([r["text"] for r in all_recs], y_all.tolist(), prepared=prep(all_recs))
     X_all = np.vstack([X_tr, X_te])  # held-out rows carry out-of-sample p1 from the train-only linear model
     stage2 = Stage2.fit(X_all, y_all, C=C, seed=seed)
     topics = None
