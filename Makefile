@@ -12,7 +12,7 @@ export PIYAO_ES_PORT = $(ES_PORT)
 export PIYAO_PG_PORT = $(PG_PORT)
 export PIYAO_REDIS_PORT = $(REDIS_PORT)
 
-.PHONY: install demo test services services-stop clean-demo
+.PHONY: install install-test demo test services services-stop clean-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 install: $(VENV)/.installed
+
+# The test suite also fine-tunes a tiny transformer and converts the e5 weights: the `transformer`
+# extra (torch, transformers) joins the install. pip's cache keeps the large wheels between runs.
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[dev,transformer]"
+	touch $@
+
+install-test: $(VENV)/.installed-test
 
 demo: install
 	rm -rf $(DEMO_DATA)
@@ -40,7 +48,7 @@ services-stop:
 	-bash scripts/redis.sh stop
 
 # The Elasticsearch and PostgreSQL tests find the services through these variables.
-test: install services
+test: install-test services
 	PIYAO_TEST_ES_URL=http://127.0.0.1:$(ES_PORT) \
 	PIYAO_TEST_PG_URL=postgresql+psycopg://postgres@127.0.0.1:$(PG_PORT)/piyao_test \
 	PIYAO_TEST_REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0 \
