@@ -1,8 +1,13 @@
 """The default classifier: a cascade of the cheap linear model and an e5 + retrieval stage.
 
-Stage 1 (every claim): the linear model (classifier.starter: jieba word + character
-TF-IDF, calibrated) gives ``p1``; a hashed character n-gram comparison with the known
-debunk titles (classifier.knowledge) gives ``lex_top1``, the closest lexical match.
+Stage 1 (every claim): two linear models (classifier.starter: jieba word + character
+TF-IDF, calibrated; one tokenization serves both) — the *style* model, trained on the
+labelled posts only, and the *knowledge* model, trained on them plus the rumor statements
+and advice sentences drawn from debunk articles — and a hashed character n-gram comparison
+with the known debunk titles (classifier.knowledge; ``lex_top1``, the closest lexical
+match) are combined by a small logistic regression into ``p1``. The style model alone is
+best on Weibo posts; the knowledge model alone is best on texts written unlike them (it
+knows what the rumors say); the combination keeps most of both.
 
 Stage 2 (only where it can change a decision): frozen multilingual-e5 embeddings of
 the claim (classifier.encoder, batched over both cores, cached) plus retrieval features
@@ -15,7 +20,7 @@ Explanations: the debunk a claim matched (title, URL, outlet, similarity) when t
 is close (``explain_similarity``), otherwise the linear model's top terms.
 
 Files of a model directory: ``meta.json`` (kind "default", routing parameters, metrics),
-``linear/`` (a StarterModel directory), ``stage2.safetensors`` (standardization and
+``linear/`` and ``style/`` (StarterModel directories), ``stage1.safetensors`` and ``stage2.safetensors`` (standardization and
 logistic-regression weights), ``knowledge.json`` + ``knowledge.safetensors``, optionally
 ``topics/`` (classifier.topics.TopicModel) and ``train_fingerprints.*``; ``MODEL_CARD.md``.
 """
@@ -39,6 +44,7 @@ from classifier.starter import StarterModel, prepare
 
 __all__ = ["STAGE2_FILE", "CascadeConfig", "DefaultModel", "stage2_features"]
 
+STAGE1_FILE = "stage1.safetensors"
 STAGE2_FILE = "stage2.safetensors"
 
 
@@ -62,6 +68,11 @@ class CascadeConfig:
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
+
+
+def stage1_features(p_style: np.ndarray, p_knowledge: np.ndarray, lex: np.ndarray) -> np.ndarray:
+    """[logit of the style model, logit of the knowledge model, best and top-3 lexical debunk similarity]."""
+    return np.column_stack([_logit(p_style), _logit(p_knowledge), np.asarray(lex[:, 0], dtype=np.float64), np.asarray(lex[:, 1], dtype=np.float64)])
 
 
 def stage2_features(p1: np.ndarray, vectors: np.ndarray, retrieval: np.ndarray) -> np.ndarray:
@@ -119,11 +130,15 @@ class DefaultModel:
         knowledge: Knowledge,
         *,
         cascade: CascadeConfig | None = None,
+        style: StarterModel | None = None,
+        stage1: "Stage2 | None" = None,
         topics: Any = None,
         meta: dict[str, Any] | None = None,
         encoder: E5Encoder | None = None,
     ):
-        self.linear = linear
+        self.linear = linear  # trained on claims + statements drawn from debunks (knows rumors' content)
+        self.style = style  # trained on the labelled posts only (knows how rumors are written)
+        self.stage1 = stage1  # combines both with the lexical debunk match
         self.stage2 = stage2
         self.knowledge = knowledge
         self.cascade = cascade or CascadeConfig()
@@ -144,6 +159,9 @@ class DefaultModel:
         prepared = prepare(texts)
         p1 = self.linear.predict_proba(prepared=prepared)
         lex = self.knowledge.lexical_top(texts)
+        if self.style is not None and self.stage1 is not None:
+            p_style = self.style.predict_proba(prepared=prepared)
+            p1 = self.stage1.proba(stage1_features(p_style, p1, lex))
         return prepared, p1, lex
 
     def _route(self, p1: np.ndarray, lex: np.ndarray) -> np.ndarray:
@@ -208,10 +226,21 @@ class DefaultModel:
         self.meta.update(meta or {})
         self.meta.setdefault("version", "default-" + datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S"))
         self.linear.save(d / "linear", meta={"version": self.model_version + "/linear"})
+        if self.style is not None and self.stage1 is not None:
+            self.style.save(d / "style", meta={"version": self.model_version + "/style"})
+            self.stage1.save(d / STAGE1_FILE)
         self.stage2.save(d / STAGE2_FILE)
         self.knowledge.save(d)
         if self.topics is not None:
-            self.topics.save(d / "topics")
+            source = getattr(self.topics, "source_dir", None)
+            if source is not None and Path(source).is_dir() and Path(source).resolve() != (d / "topics").resolve():
+                import shutil
+
+                # Byte-identical copy of the topic model's directory (one git blob for both copies).
+                shutil.rmtree(d / "topics", ignore_errors=True)
+                shutil.copytree(source, d / "topics")
+            elif source is None:
+                self.topics.save(d / "topics")
         self.meta.update({
             "kind": self.kind,
             "created": self.meta.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -233,13 +262,20 @@ class DefaultModel:
             if not (d / name).is_file():
                 raise FileNotFoundError(f"model directory {d} lacks {name}")
         linear = StarterModel.load(d / "linear")
+        style = stage1 = None
+        if (d / "style").is_dir():
+            if not (d / STAGE1_FILE).is_file():
+                raise FileNotFoundError(f"model directory {d} lacks {STAGE1_FILE}")
+            style, stage1 = StarterModel.load(d / "style"), Stage2.load(d / STAGE1_FILE)
         topics = None
         if (d / "topics").is_dir():
             from classifier.topics import TopicModel
 
             topics = TopicModel.load(d / "topics")
+            topics.source_dir = d / "topics"
         cascade = CascadeConfig.from_dict(meta.get("cascade", {}))
-        return cls(linear, Stage2.load(d / STAGE2_FILE), Knowledge.load(d), cascade=cascade, topics=topics, meta=meta, encoder=encoder)
+        return cls(linear, Stage2.load(d / STAGE2_FILE), Knowledge.load(d), cascade=cascade, style=style, stage1=stage1,
+                   topics=topics, meta=meta, encoder=encoder)
 
 
 def routed_share(p1: np.ndarray, lex_top1: np.ndarray, cascade: CascadeConfig) -> float:

@@ -368,6 +368,8 @@ class TopicModel:
     """Hashed word + character TF-IDF -> multinomial logistic regression over the topic codes."""
 
     def __init__(self, config: TopicConfig | None = None, *, pipeline: Any = None, meta: dict[str, Any] | None = None):
+        # The directory this model was loaded from, if any (a cascade copies it byte for byte).
+        self.source_dir: Path | None = None
         self.config = config or TopicConfig()
         self.pipeline = pipeline
         self.meta: dict[str, Any] = dict(meta or {})

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from classifier.default import CascadeConfig, DefaultModel, Stage2, routed_share, stage2_features
+from classifier.default import CascadeConfig, DefaultModel, Stage2, routed_share, stage1_features, stage2_features
 from classifier.encoder import ENCODER_NAME, E5Encoder
 from classifier.evaluate import DEFAULT_THRESHOLD, metrics, remove_near_duplicates
 from classifier.knowledge import Knowledge, credible_statements, rumor_statement
@@ -114,6 +114,15 @@ def _retrieval(knowledge: Knowledge, records: Sequence[dict], vecs: np.ndarray) 
     return lex, retrieval
 
 
+def _oof_stage(X: np.ndarray, y: np.ndarray, *, C: float, seed: int) -> np.ndarray:
+    from sklearn.model_selection import StratifiedKFold
+
+    oof = np.zeros(len(y))
+    for tr, te in StratifiedKFold(3, shuffle=True, random_state=seed).split(X, y):
+        oof[te] = Stage2.fit(X[tr], y[tr], C=C, seed=seed).proba(X[te])
+    return oof
+
+
 def _choose_c(X: np.ndarray, y: np.ndarray, seed: int, log: Any) -> tuple[float, np.ndarray]:
     """Stage-2 C by 3-fold CV macro-F1 on the training part; returns (C, out-of-fold stage-2 scores)."""
     from sklearn.model_selection import StratifiedKFold
@@ -146,16 +155,21 @@ def _choose_routing(y: np.ndarray, p1: np.ndarray, p2: np.ndarray, lex_top1: np.
     return best[1]
 
 
-def _measure(name: str, y: np.ndarray, p1: np.ndarray, p2: np.ndarray, routed: np.ndarray, log: Any) -> dict[str, Any]:
+def _measure(name: str, y: np.ndarray, p1: np.ndarray, p2: np.ndarray, routed: np.ndarray, log: Any,
+             parts: dict[str, Any] | None = None) -> dict[str, Any]:
     cascade = np.where(routed, p2, p1)
     out: dict[str, Any] = {
+        **(parts or {}),
         "n": int(len(y)),
         "linear": metrics(y, p1),
         "stage2_everywhere": metrics(y, p2),
         "cascade": metrics(y, cascade),
         "routed_share": float(routed.mean()) if len(y) else 0.0,
     }
-    log(f"{name}: n={len(y)} macro-F1 linear {out['linear']['macro_f1']:.4f} · e5 stage everywhere "
+    if parts:
+        log(f"{name}: n={len(y)} macro-F1 style model {parts['style_model']['macro_f1']:.4f} · knowledge model "
+            f"{parts['knowledge_model']['macro_f1']:.4f}")
+    log(f"{name}: n={len(y)} macro-F1 stage 1 {out['linear']['macro_f1']:.4f} · e5 stage everywhere "
         f"{out['stage2_everywhere']['macro_f1']:.4f} · cascade {out['cascade']['macro_f1']:.4f} "
         f"(accuracy {out['cascade']['accuracy']:.4f}, routed {out['routed_share']:.1%})")
     return out
@@ -243,17 +257,32 @@ def fit_default(
     y_tr = np.array([r["label"] for r in train])
     y_te = np.array([r["label"] for r in test])
 
-    log("stage 1: out-of-fold linear scores")
-    p1_oof = _oof_linear(train, prep, config, folds, seed, log)
-    linear_tr = StarterModel(config).fit([r["text"] for r in train], y_tr.tolist(), prepared=prep(train))
-    p1_te = linear_tr.predict_proba(prepared=prep(test))
+    is_style = np.array([not r["dataset"].startswith("debunk") for r in train])
+    style_train = [r for r, keep in zip(train, is_style) if keep]
+    log("stage 1: out-of-fold scores of the knowledge model (all training data) and the style model (labelled posts)")
+    pk_oof = _oof_linear(train, prep, config, folds, seed, log)
+    ps_oof = np.zeros(len(train))
+    ps_oof[is_style] = _oof_linear(style_train, prep, config, folds, seed, log)
+    style_tr = StarterModel(config).fit([r["text"] for r in style_train], y_tr[is_style].tolist(), prepared=prep(style_train))
+    if (~is_style).any():  # statements are out-of-sample for the style model
+        ps_oof[~is_style] = style_tr.predict_proba(prepared=prep([r for r, keep in zip(train, is_style) if not keep]))
+    knowledge_tr = StarterModel(config).fit([r["text"] for r in train], y_tr.tolist(), prepared=prep(train))
+    pk_te = knowledge_tr.predict_proba(prepared=prep(test))
+    ps_te = style_tr.predict_proba(prepared=prep(test))
 
     vec_tr = _encode(encoder, [r["text"] for r in train], progress, "e5: training texts")
     vec_te = _encode(encoder, [r["text"] for r in test], progress, "e5: held-out texts")
     lex_tr, ret_tr = _retrieval(knowledge, train, vec_tr)
     lex_te, ret_te = _retrieval(knowledge, test, vec_te)
+
+    F1_tr = stage1_features(ps_oof, pk_oof, lex_tr)
+    F1_te = stage1_features(ps_te, pk_te, lex_te)
+    p1_oof = _oof_stage(F1_tr, y_tr, C=1.0, seed=seed)
+    stage1_tr = Stage2.fit(F1_tr, y_tr, C=1.0, seed=seed)
+    p1_te = stage1_tr.proba(F1_te)
     X_tr = stage2_features(p1_oof, vec_tr, ret_tr)
     X_te = stage2_features(p1_te, vec_te, ret_te)
+    parts_te = {"style_model": metrics(y_te, ps_te), "knowledge_model": metrics(y_te, pk_te)}
 
     log("stage 2: choosing regularization by 3-fold CV on the training part")
     C, p2_oof = _choose_c(X_tr, y_tr, seed, log)
@@ -264,7 +293,7 @@ def fit_default(
     stage2_tr = Stage2.fit(X_tr, y_tr, C=C, seed=seed)
     p2_te = stage2_tr.proba(X_te)
     routed_te = ((p1_te >= cascade.route_low) & (p1_te <= cascade.route_high)) | (lex_te[:, 0] >= cascade.route_lexical)
-    report: dict[str, Any] = {"held_out": {"weibo21_val": _measure("weibo21_val (held out)", y_te, p1_te, p2_te, routed_te, log)}}
+    report: dict[str, Any] = {"held_out": {"weibo21_val": _measure("weibo21_val (held out)", y_te, p1_te, p2_te, routed_te, log, parts_te)}}
     report["held_out"]["weibo21_val"]["removed_near_duplicates"] = overlap
 
     for ef in eval_files:
@@ -272,12 +301,16 @@ def fit_default(
         recs, ov = remove_near_duplicates(recs, train, threshold=DEFAULT_THRESHOLD)
         texts = [r["text"] for r in recs]
         y = np.array([r["label"] for r in recs])
-        p1 = linear_tr.predict_proba(texts)
+        from classifier.starter import prepare
+
+        prepared = prepare(texts)
+        pk, ps = knowledge_tr.predict_proba(prepared=prepared), style_tr.predict_proba(prepared=prepared)
         vec = encoder.encode(texts)
         lex, ret = _retrieval(knowledge, recs, vec)
+        p1 = stage1_tr.proba(stage1_features(ps, pk, lex))
         p2 = stage2_tr.proba(stage2_features(p1, vec, ret))
         routed = ((p1 >= cascade.route_low) & (p1 <= cascade.route_high)) | (lex[:, 0] >= cascade.route_lexical)
-        m = _measure(Path(ef).name, y, p1, p2, routed, log)
+        m = _measure(Path(ef).name, y, p1, p2, routed, log, {"style_model": metrics(y, ps), "knowledge_model": metrics(y, pk)})
         m["removed_near_duplicates"] = ov
         report["held_out"][Path(ef).name] = m
 
@@ -285,13 +318,17 @@ def fit_default(
     all_recs = train + test
     y_all = np.concatenate([y_tr, y_te])
     linear = StarterModel(config).fit([r["text"] for r in all_recs], y_all.tolist(), prepared=prep(all_recs))
-    X_all = np.vstack([X_tr, X_te])  # held-out rows carry out-of-sample p1 from the train-only linear model
-    stage2 = Stage2.fit(X_all, y_all, C=C, seed=seed)
+    style_all = style_train + test
+    style = StarterModel(config).fit([r["text"] for r in style_all], [r["label"] for r in style_all], prepared=prep(style_all))
+    # Held-out rows carry out-of-sample scores from the train-only models.
+    stage1 = Stage2.fit(np.vstack([F1_tr, F1_te]), y_all, C=1.0, seed=seed)
+    stage2 = Stage2.fit(np.vstack([X_tr, X_te]), y_all, C=C, seed=seed)
     topics = None
     if topics_dir is not None and Path(topics_dir).is_dir():
         from classifier.topics import TopicModel
 
         topics = TopicModel.load(topics_dir)
+        topics.source_dir = Path(topics_dir)
     created = datetime.now(timezone.utc)
     meta = {
         "version": "default-" + created.strftime("%Y%m%d%H%M%S"),
@@ -310,7 +347,7 @@ def fit_default(
         "python": platform.python_version(),
     }
     cascade.max_chars = max_chars
-    model = DefaultModel(linear, stage2, knowledge, cascade=cascade, topics=topics, meta=meta, encoder=encoder)
+    model = DefaultModel(linear, stage2, knowledge, cascade=cascade, style=style, stage1=stage1, topics=topics, meta=meta, encoder=encoder)
     out = Path(out_dir)
     model.save(out)
     try:
@@ -335,7 +372,9 @@ def write_default_card(out: Path, meta: dict[str, Any], cascade: CascadeConfig) 
         "",
         "## What it does",
         "Scores a Chinese text with P(not credible): rumor (谣言) or pseudoscience (伪科学, when the topic model says",
-        "封建迷信与伪科学). Stage 1, the jieba word + character TF-IDF linear model, scores everything; stage 2 (frozen",
+        "封建迷信与伪科学). Stage 1 scores everything: two jieba word + character TF-IDF linear models (the style model,",
+        "trained on the labelled posts; the knowledge model, trained on them plus rumor statements and advice sentences",
+        "drawn from debunks) and the lexical similarity to known debunk titles, combined by logistic regression. Stage 2 (frozen",
         f"multilingual-e5-small embeddings from `{meta['encoder']}`, similarity to known debunk titles, the stage-1 logit →",
         "logistic regression) runs only where stage 1 is unsure "
         f"(p1 in [{cascade.route_low}, {cascade.route_high}]) or where the text lexically resembles a known debunk "
@@ -354,14 +393,17 @@ def write_default_card(out: Path, meta: dict[str, Any], cascade: CascadeConfig) 
         f"Records after de-duplication: {meta['training']['records']} ({json.dumps(meta['training']['by_dataset'], ensure_ascii=False)}).",
         "",
         "## Held-out figures (printed by `piyao train --model default`)",
-        "| set | n | linear macro-F1 | e5 stage everywhere | cascade macro-F1 | cascade accuracy | routed to e5 |",
-        "|---|---|---|---|---|---|---|",
+        "| set | n | style model | knowledge model | stage 1 | e5 stage everywhere | cascade macro-F1 | cascade accuracy | cascade ECE | routed to e5 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in m.items():
+        style = f"{r['style_model']['macro_f1']:.4f}" if "style_model" in r else "—"
+        know = f"{r['knowledge_model']['macro_f1']:.4f}" if "knowledge_model" in r else "—"
         lines.append(
-            f"| {name} | {r['n']} | {r['linear']['macro_f1']:.4f} | {r['stage2_everywhere']['macro_f1']:.4f} | "
-            f"{r['cascade']['macro_f1']:.4f} | {r['cascade']['accuracy']:.4f} | {r['routed_share']:.1%} |"
+            f"| {name} | {r['n']} | {style} | {know} | {r['linear']['macro_f1']:.4f} | {r['stage2_everywhere']['macro_f1']:.4f} | "
+            f"{r['cascade']['macro_f1']:.4f} | {r['cascade']['accuracy']:.4f} | {r['cascade']['ece']:.4f} | {r['routed_share']:.1%} |"
         )
+    lines += ["", "All figures are macro-F1 at threshold 0.5 unless named otherwise."]
     lines += [
         "",
         "Weibo21 val is the closest held-out set to Weibo21's official test split, which this project does not hold;",
