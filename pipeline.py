@@ -115,7 +115,9 @@ def index_pending(ctx: Context, *, show_progress: bool = True) -> int:
 
 def load_classifier(ctx: Context, model_path: str | None = None) -> Any:
     from classifier.predict import load_model
+    from classifier.starter import set_workers
 
+    set_workers(ctx.settings.classifier.workers)
     path = Path(model_path) if model_path else ctx.settings.model_path
     if not path.exists():
         raise UserError(f"classifier.model: no model at {path} (train one with `piyao train`)")

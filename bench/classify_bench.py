@@ -1,9 +1,11 @@
 """Benchmark: classification throughput and peak memory of each model, next to jieba's own rate.
 
-One text mix, used by every measurement: ``--n`` claims drawn (seeded) from the labelled
-claim sets in ../shared/data/claims (Weibo21 val, CED, CHECKED; the Weibo21 train posts
-the models learnt from are left out), of which ``--repeat-share`` are repeats of texts
-drawn earlier, as reposts and copies are in real traffic.
+One text mix, used by every measurement: ``--n`` texts (seeded), of which ``--repeat-share``
+repeat texts drawn earlier (reposts and copies, as in real traffic). Of the distinct texts,
+``--unseen-share`` are texts no model was trained on — the opening 40-200 characters of
+debunk article bodies in ../shared/data/debunks — and the rest are posts from the labelled
+claim sets (Weibo21 val, CED, CHECKED), which the shipped models were trained on and are
+therefore sure about. The share routed to the e5 stage depends on this mix; it is printed.
 
 Each measurement runs in its own fresh process (so that peak memory is its own and no
 cache is warm), in one run of this script:
@@ -19,7 +21,7 @@ cache is warm), in one run of this script:
 Prints one JSON line per measurement and a summary line with the ratios the targets are about:
 linear / jieba, e5 stage / raw encoder, and the default model's end-to-end claims/s.
 
-    python bench/classify_bench.py [--n 3000] [--repeat-share 0.2] [--transformer models/transformer]
+    python bench/classify_bench.py [--n 3000] [--repeat-share 0.2] [--unseen-share 0.5] [--transformer DIR]
 """
 
 from __future__ import annotations
@@ -39,14 +41,31 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def texts_mix(data: Path, n: int, repeat_share: float, seed: int) -> list[str]:
+def texts_mix(data: Path, debunks: Path, n: int, repeat_share: float, unseen_share: float, seed: int) -> list[str]:
+    import glob
+
     from classifier.train import load_claims
+    from classifier.train_default import read_debunk_rows
+    from crawlers.extract import clean_text
 
     files = [data / "weibo21_val.jsonl", data / "ced_weibo.jsonl", data / "checked_covid.jsonl"]
-    pool = [r["text"] for r in load_claims([f for f in files if f.is_file()])]
+    posts = [r["text"] for r in load_claims([f for f in files if f.is_file()])]
+    rows = read_debunk_rows(sorted(glob.glob(str(debunks / "*.csv"))))
     rng = random.Random(seed)
-    rng.shuffle(pool)
-    distinct = pool[: int(n * (1 - repeat_share))]
+    rng.shuffle(posts)
+    rng.shuffle(rows)
+    n_distinct = int(n * (1 - repeat_share))
+    n_unseen = int(n_distinct * unseen_share)
+    # Texts no model has seen: the opening 40-200 characters of debunk article bodies (news-like prose).
+    leads = []
+    for r in rows:
+        body = " ".join(clean_text(r["text"]).split())[: rng.randint(40, 200)]
+        if len(body) >= 40:
+            leads.append(body)
+        if len(leads) >= n_unseen:
+            break
+    distinct = posts[: n_distinct - len(leads)] + leads
+    rng.shuffle(distinct)
     out = list(distinct)
     while len(out) < n:
         out.insert(rng.randrange(len(out) + 1), rng.choice(distinct))
@@ -83,10 +102,13 @@ def run_one(kind: str, texts: list[str], model_dir: str | None) -> dict:
         dt = time.perf_counter() - t
         return {"claims_per_s": len(texts) / dt if dt else 0.0, "seconds": dt}
     from classifier.base import load_model
+    from classifier.starter import set_workers
 
+    # As `piyao classify` runs them: text preparation spread over one worker process per core.
+    workers = set_workers(int(os.environ.get("PIYAO_BENCH_WORKERS", "0")))
     model = load_model(model_dir)
     load_mb = peak_mb()
-    model.predict_proba(texts[:2])
+    model.predict_proba(["预热：启动分词进程"] * 128)  # starts the worker processes outside the timing
     if hasattr(model, "seen"):
         model.seen = model.routed = 0
         model.stage2_seconds = 0.0
@@ -94,7 +116,8 @@ def run_one(kind: str, texts: list[str], model_dir: str | None) -> dict:
     for i in range(0, len(texts), batch):
         model.predict_proba(texts[i : i + batch])
     dt = time.perf_counter() - t
-    out = {"claims_per_s": len(texts) / dt, "seconds": dt, "model_version": model.model_version, "after_load_mb": round(load_mb, 1)}
+    out = {"claims_per_s": len(texts) / dt, "seconds": dt, "model_version": model.model_version, "after_load_mb": round(load_mb, 1),
+           "prepare_workers": workers}
     if kind == "default":
         routed_texts = []
         # Which distinct texts went to the e5 stage: recompute the routing (cheap) for the raw-encoder comparison.
@@ -121,6 +144,8 @@ def main() -> None:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "claims"))
     ap.add_argument("--n", type=int, default=3000)
     ap.add_argument("--repeat-share", type=float, default=0.2)
+    ap.add_argument("--unseen-share", type=float, default=0.5)
+    ap.add_argument("--debunks", default=str(ROOT.parent / "shared" / "data" / "debunks"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--linear", default=str(ROOT / "models" / "starter"))
     ap.add_argument("--default", dest="default_model", default=str(ROOT / "models" / "default"))
@@ -139,7 +164,7 @@ def main() -> None:
 
     import tempfile
 
-    texts = texts_mix(Path(args.data), args.n, args.repeat_share, args.seed)
+    texts = texts_mix(Path(args.data), Path(args.debunks), args.n, args.repeat_share, args.unseen_share, args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="piyao-bench-"))
     (tmp / "texts.json").write_text(json.dumps(texts, ensure_ascii=False), "utf-8")
     routed_file = tmp / "routed.json"

@@ -26,8 +26,11 @@ Design
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
+import os
+import threading
 import unicodedata
 import zipfile
 from dataclasses import asdict, dataclass
@@ -42,6 +45,7 @@ from classifier.labels import CREDIBLE, RUMOR
 from classifier.text import normalize, tokenize
 
 __all__ = [
+    "set_workers",
     "MODEL_FILE",
     "TRUSTED_FILE",
     "META_FILE",
@@ -103,12 +107,64 @@ def _char_input(norm: str) -> str:
     return "".join(norm.split())
 
 
-def prepare(texts: Iterable[str]) -> np.ndarray:
-    """Texts -> (n, 2) object array: [space-joined jieba tokens, normalized text without spaces]."""
+def _prepare_rows(texts: Sequence[str]) -> list[tuple[str, str]]:
     rows = []
     for text in texts:
         norm = normalize(text or "")
         rows.append((" ".join(tokenize(norm, normalized=True)), _char_input(norm)))
+    return rows
+
+
+# Text preparation (normalization + jieba) is most of the linear model's time and is pure Python:
+# with more than one worker, large batches are split over worker processes (one per core).
+_WORKERS = 1
+_MIN_PARALLEL = 64
+_POOL: Any = None
+_POOL_LOCK = threading.Lock()
+
+
+def _init_worker() -> None:
+    from classifier.text import _tokenizer
+
+    _tokenizer().lcut("预热")  # load the dictionary once per worker
+
+
+def set_workers(workers: int) -> int:
+    """Processes that prepare texts (0 = one per core, at most 8); returns the number in effect."""
+    global _WORKERS, _POOL
+    n = min(os.cpu_count() or 1, 8) if workers <= 0 else workers
+    with _POOL_LOCK:
+        if n != _WORKERS and _POOL is not None:
+            _POOL.shutdown(wait=False, cancel_futures=True)
+            _POOL = None
+        _WORKERS = n
+    return n
+
+
+def _pool() -> Any:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            # forkserver: workers start from a clean process, never from a parent holding threads or locks.
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload(["classifier.text"])
+            _POOL = ProcessPoolExecutor(_WORKERS, mp_context=ctx, initializer=_init_worker)
+            atexit.register(_POOL.shutdown, wait=False, cancel_futures=True)
+        return _POOL
+
+
+def prepare(texts: Iterable[str]) -> np.ndarray:
+    """Texts -> (n, 2) object array: [space-joined jieba tokens, normalized text without spaces]."""
+    texts = list(texts)
+    if _WORKERS > 1 and len(texts) >= _MIN_PARALLEL:
+        size = -(-len(texts) // _WORKERS)
+        chunks = [texts[i : i + size] for i in range(0, len(texts), size)]
+        rows = [row for part in _pool().map(_prepare_rows, chunks) for row in part]
+    else:
+        rows = _prepare_rows(texts)
     arr = np.empty((len(rows), 2), dtype=object)
     for i, (w, c) in enumerate(rows):
         arr[i, 0] = w

@@ -63,6 +63,15 @@ def stopwords() -> frozenset[str]:
     return frozenset(w.strip() for w in text.splitlines() if w.strip() and not w.startswith("#"))
 
 
+# Every emoji sequence holds at least one of these code points (pictographs, dingbats, symbols,
+# keycap and variation selectors, ZWJ, tags); a text without any needs no emoji pass.
+_EMOJI_CANDIDATE_RE = re.compile(
+    "[\u00a9\u00ae\u203c\u2049\u20e3\u2122\u2139\u2194-\u21aa\u231a-\u23ff\u24c2\u25aa-\u25fe"
+    "\u2600-\u27bf\u2934\u2935\u2b05-\u2b55\u3030\u303d\u3297\u3299\ufe0f\u200d"
+    "\U0001f000-\U0001faff\U000e0020-\U000e007f]"
+)
+
+
 def normalize(text: str, *, keep_urls: bool = False) -> str:
     """Canonical form of a Chinese text.
 
@@ -80,7 +89,8 @@ def normalize(text: str, *, keep_urls: bool = False) -> str:
     text = _MENTION_RE.sub(" ", text)
     text = _EMOTICON_RE.sub(" ", text)
     text = _HASHTAG_RE.sub(r" \1 ", text)
-    text = emoji.replace_emoji(text, replace=" ")
+    if _EMOJI_CANDIDATE_RE.search(text):  # the emoji library is exact but slow; most texts have none
+        text = emoji.replace_emoji(text, replace=" ")
     text = _converter().convert(text)
     text = _SPACE_RE.sub(" ", text)
     return text.strip().lower()

@@ -28,7 +28,7 @@ def test_defaults_load() -> None:
     assert s.data_path == (Path.cwd() / "var").resolve()
     assert s.store_url == f"sqlite:///{s.data_path / 'piyao.db'}"
     assert s.index_path == s.data_path / "index.sqlite"
-    assert s.model_path == DEFAULT_CONFIG.parent / "models" / "starter"
+    assert s.model_path == DEFAULT_CONFIG.parent / "models" / "default"
 
 
 def test_defaults_without_a_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -169,7 +169,8 @@ def test_classify_records_contract(saved):
     out = list(classify_records(model, records, threshold=0.3, batch_size=2))
     assert [o["id"] for o in out] == [7, "b", "c"]
     for o in out:
-        assert set(o) == {"id", "score", "label", "flagged", "model_version", "top_terms"}
+        assert set(o) == {"id", "score", "label", "flagged", "model_version", "top_terms", "topic", "explanation", "stage"}
+        assert o["explanation"] == {"kind": "terms", "terms": o["top_terms"]} and o["stage"] == "linear" and o["topic"] is None
         assert isinstance(o["score"], float) and 0.0 <= o["score"] <= 1.0
         assert o["flagged"] == (o["score"] >= 0.3)
         assert o["label"] == (RUMOR if o["score"] >= 0.5 else CREDIBLE)
@@ -202,3 +203,18 @@ def test_shipped_model_loads_and_classifies():
     assert [o["id"] for o in out] == ["r", "n"]
     assert out[0]["score"] > out[1]["score"]
     assert out[0]["model_version"] == meta["version"]
+
+
+def test_prepare_in_worker_processes_equals_in_process() -> None:
+    """classifier.workers > 1 spreads text preparation over processes; the result must not change."""
+    from classifier.starter import prepare, set_workers
+
+    texts = [r["text"] for r in _sample()][:150]
+    single = prepare(texts)
+    try:
+        assert set_workers(2) == 2
+        parallel = prepare(texts)
+    finally:
+        set_workers(1)
+    assert parallel.shape == single.shape == (150, 2)
+    assert parallel.tolist() == single.tolist()

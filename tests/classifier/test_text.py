@@ -38,3 +38,14 @@ def test_stop_words_and_punctuation_dropped():
 def test_shingles_are_character_5_grams():
     sh = shingles("隔夜菜会致癌", 5)
     assert sh == {"隔夜菜会致", "夜菜会致癌"}
+
+
+def test_emoji_precheck_covers_every_emoji() -> None:
+    """normalize() skips the (slow) emoji pass for texts without a candidate code point: it must miss none."""
+    import emoji
+
+    from classifier.text import _EMOJI_CANDIDATE_RE, normalize
+
+    assert [e for e in emoji.EMOJI_DATA if not _EMOJI_CANDIDATE_RE.search(e)] == []
+    assert normalize("转发👍🏻扩散❤️ 1️⃣ 🇨🇳") == "转发 扩散"
+    assert normalize("「隔夜菜」会致癌？。、") == normalize("「隔夜菜」会致癌？。、")
