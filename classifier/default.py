@@ -38,7 +38,7 @@ import numpy as np
 
 from classifier.base import META_FILE, Prediction
 from classifier.encoder import DIM, E5Encoder
-from classifier.knowledge import RETRIEVAL_FEATURES, Knowledge
+from classifier.knowledge import NEIGHBOUR_FEATURES, NEIGHBOUR_FILE, RETRIEVAL_FEATURES, Knowledge, Neighbours
 from classifier.labels import CREDIBLE, RUMOR, TOPIC_PSEUDOSCIENCE, VERDICT_PSEUDOSCIENCE
 from classifier.starter import StarterModel, prepare
 
@@ -132,6 +132,7 @@ class DefaultModel:
         cascade: CascadeConfig | None = None,
         style: StarterModel | None = None,
         stage1: "Stage2 | None" = None,
+        neighbours: Neighbours | None = None,
         topics: Any = None,
         meta: dict[str, Any] | None = None,
         encoder: E5Encoder | None = None,
@@ -141,6 +142,7 @@ class DefaultModel:
         self.stage1 = stage1  # combines both with the lexical debunk match
         self.stage2 = stage2
         self.knowledge = knowledge
+        self.neighbours = neighbours  # labelled training texts in e5 space (stage-2 features)
         self.cascade = cascade or CascadeConfig()
         self.topics = topics
         self.meta: dict[str, Any] = dict(meta or {})
@@ -179,6 +181,8 @@ class DefaultModel:
             vecs = self.encoder.encode([texts[int(i)] for i in idx])
             sub_dense = self.knowledge.dense_top(vecs)
             retrieval = np.column_stack([sub_dense[:, 0], sub_dense[:, 1], sub_dense[:, 2], lex[idx, 0], lex[idx, 1]])
+            if self.neighbours is not None:
+                retrieval = np.column_stack([retrieval, self.neighbours.features(vecs)])
             scores[idx] = self.stage2.proba(stage2_features(p1[idx], vecs, retrieval))
             dense[idx] = sub_dense
             self.stage2_seconds += time.perf_counter() - t
@@ -231,6 +235,8 @@ class DefaultModel:
             self.stage1.save(d / STAGE1_FILE)
         self.stage2.save(d / STAGE2_FILE)
         self.knowledge.save(d)
+        if self.neighbours is not None:
+            self.neighbours.save(d / NEIGHBOUR_FILE)
         if self.topics is not None:
             source = getattr(self.topics, "source_dir", None)
             if source is not None and Path(source).is_dir() and Path(source).resolve() != (d / "topics").resolve():
@@ -245,7 +251,8 @@ class DefaultModel:
             "kind": self.kind,
             "created": self.meta.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "cascade": asdict(self.cascade),
-            "stage2_features": ["logit_p1"] + [f"e5_{i}" for i in range(DIM)] + list(RETRIEVAL_FEATURES),
+            "stage2_features": ["logit_p1"] + [f"e5_{i}" for i in range(DIM)] + list(RETRIEVAL_FEATURES)
+            + (list(NEIGHBOUR_FEATURES) if self.neighbours is not None else []),
             "encoder": self.encoder.__class__.__name__,
             "format": "safetensors + json; linear/ and topics/ are skops with trusted-type lists",
         })
@@ -267,6 +274,7 @@ class DefaultModel:
             if not (d / STAGE1_FILE).is_file():
                 raise FileNotFoundError(f"model directory {d} lacks {STAGE1_FILE}")
             style, stage1 = StarterModel.load(d / "style"), Stage2.load(d / STAGE1_FILE)
+        neighbours = Neighbours.load(d / NEIGHBOUR_FILE) if (d / NEIGHBOUR_FILE).is_file() else None
         topics = None
         if (d / "topics").is_dir():
             from classifier.topics import TopicModel
@@ -275,7 +283,7 @@ class DefaultModel:
             topics.source_dir = d / "topics"
         cascade = CascadeConfig.from_dict(meta.get("cascade", {}))
         return cls(linear, Stage2.load(d / STAGE2_FILE), Knowledge.load(d), cascade=cascade, style=style, stage1=stage1,
-                   topics=topics, meta=meta, encoder=encoder)
+                   neighbours=neighbours, topics=topics, meta=meta, encoder=encoder)
 
 
 def routed_share(p1: np.ndarray, lex_top1: np.ndarray, cascade: CascadeConfig) -> float:

@@ -35,6 +35,9 @@ __all__ = [
     "KNOWLEDGE_TENSORS",
     "RETRIEVAL_FEATURES",
     "Knowledge",
+    "Neighbours",
+    "NEIGHBOUR_FEATURES",
+    "NEIGHBOUR_FILE",
     "rumor_statement",
     "credible_statements",
 ]
@@ -239,3 +242,61 @@ def credible_statements(text: str, *, limit: int = 2, min_chars: int = 15, max_c
             if len(out) >= limit:
                 break
     return out
+
+
+NEIGHBOUR_FILE = "neighbours.safetensors"
+NEIGHBOUR_FEATURES = ("knn_rumor_share", "knn_top1_rumor_sim", "knn_top1_credible_sim")
+
+
+class Neighbours:
+    """Labelled training texts in e5 space: what the nearest known claims were judged to be.
+
+    Features of a claim: the similarity-weighted share of rumors among its ``k`` nearest
+    labelled texts, and its best similarity to a rumor and to a credible text. Stored as
+    float16 vectors and int8 labels (safetensors).
+    """
+
+    def __init__(self, vectors: np.ndarray, labels: np.ndarray, k: int = 10):
+        self.vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, DIM)
+        self.labels = np.asarray(labels, dtype=np.int8).ravel()
+        if len(self.vectors) != len(self.labels):
+            raise ValueError("vectors and labels must have the same length")
+        self.k = k
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def features(self, vectors: np.ndarray, exclude: Sequence[int | None] | None = None, chunk: int = 2048) -> np.ndarray:
+        """(n, 3) NEIGHBOUR_FEATURES; ``exclude[i]`` leaves row i's own entry out (training rows)."""
+        q = np.asarray(vectors, dtype=np.float32)
+        out = np.zeros((len(q), 3), dtype=np.float32)
+        if len(self) == 0 or len(q) == 0:
+            return out
+        rumor = self.labels == 1
+        k = min(self.k, len(self))
+        for start in range(0, len(q), chunk):
+            S = q[start : start + chunk] @ self.vectors.T
+            if exclude is not None:
+                for i in range(S.shape[0]):
+                    j = exclude[start + i]
+                    if j is not None:
+                        S[i, j] = -1.0
+            top = np.argpartition(-S, k - 1, axis=1)[:, :k]
+            sims = np.take_along_axis(S, top, axis=1)
+            w = np.clip(sims, 0.0, None) + 1e-6
+            out[start : start + len(S), 0] = (w * self.labels[top]).sum(axis=1) / w.sum(axis=1)
+            out[start : start + len(S), 1] = np.where(rumor[None, :], S, -1.0).max(axis=1) if rumor.any() else 0.0
+            out[start : start + len(S), 2] = np.where(~rumor[None, :], S, -1.0).max(axis=1) if (~rumor).any() else 0.0
+        return out
+
+    def save(self, path: str | Path) -> None:
+        from safetensors.numpy import save_file
+
+        save_file({"vectors": self.vectors.astype(np.float16), "labels": self.labels, "k": np.array([self.k])}, str(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Neighbours":
+        from safetensors.numpy import load_file
+
+        t = load_file(str(path))
+        return cls(t["vectors"].astype(np.float32), t["labels"], int(t["k"][0]))

@@ -21,7 +21,6 @@ Labels: 1 / 0, ``rumor`` / ``credible``, the verdict codes of
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -324,11 +323,9 @@ def _plot_reliability(m: dict[str, Any], path: Path, title: str) -> None:
 
 # --------------------------------------------------------------------------- evaluation
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from classifier.starter import _sha256 as sha256_file
+
+    return sha256_file(path)
 
 
 class _Bar:

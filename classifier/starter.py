@@ -223,6 +223,47 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def dump_skops(pipeline: Any, model_path: Path, trusted_path: Path) -> str:
+    """Write a fitted pipeline with skops and its trusted-types list; return the file's SHA-256.
+
+    Refuses (and removes the file) when the pipeline holds types outside the scientific stack.
+    """
+    import skops.io as sio
+
+    sio.dump(pipeline, model_path, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
+    trusted = sorted(sio.get_untrusted_types(file=model_path))
+    bad = [t for t in trusted if not t.startswith(_ALLOWED_TYPE_PREFIXES)]
+    if bad:
+        model_path.unlink()
+        raise UntrustedModelError(f"refusing to save a model holding types outside the allow-list: {bad}")
+    trusted_path.write_text(json.dumps(trusted, indent=2) + "\n", "utf-8")
+    return _sha256(model_path)
+
+
+def load_skops(model_path: Path, trusted_path: Path, expected_sha256: str | None, *, require_sha256: bool = False) -> Any:
+    """Load a skops file, refusing types outside the trusted list or the allow-list, and a file whose SHA-256 changed."""
+    import skops.io as sio
+
+    try:
+        trusted = json.loads(trusted_path.read_text("utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UntrustedModelError(f"{trusted_path}: not valid JSON ({exc})") from None
+    if not isinstance(trusted, list) or not all(isinstance(t, str) for t in trusted):
+        raise UntrustedModelError(f"{trusted_path}: must be a JSON list of type names")
+    bad = [t for t in trusted if not t.startswith(_ALLOWED_TYPE_PREFIXES)]
+    if bad:
+        raise UntrustedModelError(f"{trusted_path}: types outside the allow-list {_ALLOWED_TYPE_PREFIXES}: {bad}")
+    if not expected_sha256 and require_sha256:
+        raise UntrustedModelError(f"{model_path.parent / META_FILE}: no model_sha256 to check the model file against")
+    if expected_sha256 and _sha256(model_path) != expected_sha256:
+        raise UntrustedModelError(f"{model_path}: SHA-256 differs from meta.json; the model file was changed")
+    found = sio.get_untrusted_types(file=model_path)
+    unexpected = sorted(set(found) - set(trusted))
+    if unexpected:
+        raise UntrustedModelError(f"{model_path}: refusing to load unexpected types {unexpected}")
+    return sio.load(model_path, trusted=trusted)
+
+
 def _hash_index(token: str, n_features: int) -> int:
     """Column of ``token`` in a HashingVectorizer(alternate_sign=False) with ``n_features`` columns."""
     from sklearn.utils import murmurhash3_32
@@ -346,24 +387,17 @@ class StarterModel:
     # -- persistence ------------------------------------------------------
     def save(self, directory: str | Path, *, meta: dict[str, Any] | None = None) -> Path:
         """Write model.skops, trusted_types.json and meta.json into ``directory``."""
-        import skops.io as sio
-
         self._check_fitted()
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         model_path = d / MODEL_FILE
-        sio.dump(self.pipeline, model_path, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
-        trusted = sorted(sio.get_untrusted_types(file=model_path))
-        bad = [t for t in trusted if not t.startswith(_ALLOWED_TYPE_PREFIXES)]
-        if bad:
-            raise UntrustedModelError(f"refusing to save a model holding types outside the allow-list: {bad}")
-        (d / TRUSTED_FILE).write_text(json.dumps(trusted, indent=2) + "\n", "utf-8")
+        sha = dump_skops(self.pipeline, model_path, d / TRUSTED_FILE)
         self.meta.update(meta or {})
         self.meta.setdefault("version", "starter-" + datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S"))
         self.meta.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
         self.meta["config"] = self.config.to_dict()
         self.meta["model_file"] = MODEL_FILE
-        self.meta["model_sha256"] = _sha256(model_path)
+        self.meta["model_sha256"] = sha
         self.meta["format"] = "skops"
         self.meta["preprocessing"] = (
             "columns [tokens, chars]: ' '.join(classifier.text.tokenize(text)) and "
@@ -375,30 +409,12 @@ class StarterModel:
     @classmethod
     def load(cls, directory: str | Path) -> "StarterModel":
         """Load a saved model; raise UntrustedModelError on unexpected types or a changed model file."""
-        import skops.io as sio
-
         d = Path(directory)
         model_path, trusted_path, meta_path = d / MODEL_FILE, d / TRUSTED_FILE, d / META_FILE
         for p in (model_path, trusted_path, meta_path):
             if not p.is_file():
                 raise FileNotFoundError(f"model directory {d} lacks {p.name}")
         meta = json.loads(meta_path.read_text("utf-8"))
-        try:
-            trusted = json.loads(trusted_path.read_text("utf-8"))
-        except json.JSONDecodeError as exc:
-            raise UntrustedModelError(f"{trusted_path}: not valid JSON ({exc})") from None
-        if not isinstance(trusted, list) or not all(isinstance(t, str) for t in trusted):
-            raise UntrustedModelError(f"{trusted_path}: must be a JSON list of type names")
-        bad = [t for t in trusted if not t.startswith(_ALLOWED_TYPE_PREFIXES)]
-        if bad:
-            raise UntrustedModelError(f"{trusted_path}: types outside the allow-list {_ALLOWED_TYPE_PREFIXES}: {bad}")
-        expected = meta.get("model_sha256")
-        if expected and _sha256(model_path) != expected:
-            raise UntrustedModelError(f"{model_path}: SHA-256 differs from meta.json; the model file was changed")
-        found = sio.get_untrusted_types(file=model_path)
-        unexpected = sorted(set(found) - set(trusted))
-        if unexpected:
-            raise UntrustedModelError(f"{model_path}: refusing to load unexpected types {unexpected}")
-        pipeline = sio.load(model_path, trusted=trusted)
+        pipeline = load_skops(model_path, trusted_path, meta.get("model_sha256"))
         config = StarterConfig.from_dict(meta.get("config", {}))
         return cls(config, pipeline=pipeline, meta=meta)

@@ -30,7 +30,6 @@ import random
 import re
 import sys
 import time
-import zipfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
@@ -52,12 +51,12 @@ from classifier.labels import (
     topic_name,
 )
 from classifier.starter import (
-    _ALLOWED_TYPE_PREFIXES,
     META_FILE,
     MODEL_FILE,
     TRUSTED_FILE,
     UntrustedModelError,
-    _sha256,
+    dump_skops,
+    load_skops,
     prepare,
 )
 from classifier.text import normalize
@@ -434,19 +433,11 @@ class TopicModel:
     # -- persistence ------------------------------------------------------
     def save(self, directory: str | Path, *, meta: dict[str, Any] | None = None) -> Path:
         """Write model.skops, trusted_types.json and meta.json (``"kind": "topics"``) into ``directory``."""
-        import skops.io as sio
-
         self._check_fitted()
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         model_path = d / MODEL_FILE
-        sio.dump(self.pipeline, model_path, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
-        trusted = sorted(sio.get_untrusted_types(file=model_path))
-        bad = [t for t in trusted if not t.startswith(_ALLOWED_TYPE_PREFIXES)]
-        if bad:
-            model_path.unlink()
-            raise UntrustedModelError(f"refusing to save a model holding types outside the allow-list: {bad}")
-        (d / TRUSTED_FILE).write_text(json.dumps(trusted, indent=2) + "\n", "utf-8")
+        sha = dump_skops(self.pipeline, model_path, d / TRUSTED_FILE)
         self.meta.update(meta or {})
         now = datetime.now(timezone.utc)
         self.meta["kind"] = KIND
@@ -456,7 +447,7 @@ class TopicModel:
         self.meta["class_names"] = {c: TOPICS[c] for c in self.classes}
         self.meta["config"] = self.config.to_dict()
         self.meta["model_file"] = MODEL_FILE
-        self.meta["model_sha256"] = _sha256(model_path)
+        self.meta["model_sha256"] = sha
         self.meta["format"] = "skops"
         self.meta["preprocessing"] = (
             "columns [tokens, chars]: ' '.join(classifier.text.tokenize(text)) and "
@@ -468,8 +459,6 @@ class TopicModel:
     @classmethod
     def load(cls, directory: str | Path) -> "TopicModel":
         """Load a saved topic model; raise UntrustedModelError on unexpected types or a changed model file."""
-        import skops.io as sio
-
         d = Path(directory)
         model_path, trusted_path, meta_path = d / MODEL_FILE, d / TRUSTED_FILE, d / META_FILE
         for p in (model_path, trusted_path, meta_path):
@@ -478,25 +467,7 @@ class TopicModel:
         meta = json.loads(meta_path.read_text("utf-8"))
         if meta.get("kind") != KIND:
             raise ValueError(f"{meta_path}: kind is {meta.get('kind')!r}, not {KIND!r}")
-        try:
-            trusted = json.loads(trusted_path.read_text("utf-8"))
-        except json.JSONDecodeError as exc:
-            raise UntrustedModelError(f"{trusted_path}: not valid JSON ({exc})") from None
-        if not isinstance(trusted, list) or not all(isinstance(t, str) for t in trusted):
-            raise UntrustedModelError(f"{trusted_path}: must be a JSON list of type names")
-        bad = [t for t in trusted if not t.startswith(_ALLOWED_TYPE_PREFIXES)]
-        if bad:
-            raise UntrustedModelError(f"{trusted_path}: types outside the allow-list {_ALLOWED_TYPE_PREFIXES}: {bad}")
-        expected = meta.get("model_sha256")
-        if not expected:
-            raise UntrustedModelError(f"{meta_path}: no model_sha256 to check the model file against")
-        if _sha256(model_path) != expected:
-            raise UntrustedModelError(f"{model_path}: SHA-256 differs from meta.json; the model file was changed")
-        found = sio.get_untrusted_types(file=model_path)
-        unexpected = sorted(set(found) - set(trusted))
-        if unexpected:
-            raise UntrustedModelError(f"{model_path}: refusing to load unexpected types {unexpected}")
-        pipeline = sio.load(model_path, trusted=trusted)
+        pipeline = load_skops(model_path, trusted_path, meta.get("model_sha256"), require_sha256=True)
         return cls(TopicConfig.from_dict(meta.get("config", {})), pipeline=pipeline, meta=meta)
 
 

@@ -19,7 +19,6 @@ are imported lazily: importing this module needs neither (``pip install -e '.[tr
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -250,11 +249,9 @@ def _crossfit_ece(logits: np.ndarray, y: np.ndarray, seed: int) -> float:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from classifier.starter import _sha256 as sha256_file
+
+    return sha256_file(path)
 
 
 def _counts(records: Sequence[dict]) -> dict[str, Any]:

@@ -118,6 +118,20 @@ def test_knowledge_retrieval_and_roundtrip(encoder: E5Encoder, rows: list[dict],
     assert any(s["label"] == 1 for s in statements) and all(s["kb"] is not None for s in statements)
 
 
+def test_neighbour_features() -> None:
+    from classifier.knowledge import Neighbours
+
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(6, DIM)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    nb = Neighbours(vecs, np.array([1, 1, 1, 0, 0, 0]), k=1)
+    f = nb.features(vecs[[0, 4]])
+    assert f[0].tolist() == pytest.approx([1.0, 1.0, float(vecs[0] @ vecs[3:].T.max())], abs=1e-5)
+    assert f[1, 0] == 0.0 and f[1, 2] == pytest.approx(1.0, abs=1e-5)
+    own_left_out = nb.features(vecs[[0]], exclude=[0])
+    assert own_left_out[0, 1] < 0.99  # its own entry no longer counts
+
+
 # -- the cascade ---------------------------------------------------------------------
 def test_training_reports_held_out_figures(trained: tuple[Path, dict]) -> None:
     out, report = trained
@@ -127,8 +141,9 @@ def test_training_reports_held_out_figures(trained: tuple[Path, dict]) -> None:
         assert 0.0 <= held[part]["macro_f1"] <= 1.0
     assert 0.0 <= held["routed_share"] <= 1.0
     # Each file the model card and loader rely on; no pickle anywhere.
-    for name in ("meta.json", "stage2.safetensors", "knowledge.json", "knowledge.safetensors", "MODEL_CARD.md",
-                 "linear/model.skops", "linear/trusted_types.json"):
+    for name in ("meta.json", "stage1.safetensors", "stage2.safetensors", "knowledge.json", "knowledge.safetensors",
+                 "neighbours.safetensors", "MODEL_CARD.md", "linear/model.skops", "linear/trusted_types.json",
+                 "style/model.skops", "train_fingerprints.safetensors"):
         assert (out / name).is_file(), name
     assert not list(out.rglob("*.pkl")) and not list(out.rglob("*.pickle"))
     meta = json.loads((out / "meta.json").read_text("utf-8"))
