@@ -126,7 +126,7 @@ def test_neighbour_features() -> None:
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     nb = Neighbours(vecs, np.array([1, 1, 1, 0, 0, 0]), k=1)
     f = nb.features(vecs[[0, 4]])
-    assert f[0].tolist() == pytest.approx([1.0, 1.0, float(vecs[0] @ vecs[3:].T.max())], abs=1e-5)
+    assert f[0].tolist() == pytest.approx([1.0, 1.0, float((vecs[3:] @ vecs[0]).max())], abs=1e-5)
     assert f[1, 0] == 0.0 and f[1, 2] == pytest.approx(1.0, abs=1e-5)
     own_left_out = nb.features(vecs[[0]], exclude=[0])
     assert own_left_out[0, 1] < 0.99  # its own entry no longer counts
