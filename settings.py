@@ -80,7 +80,7 @@ class ClassifierSettings(_Section):
     thresholds: dict[str, float] = Field(default_factory=lambda: {"pseudoscience": 0.4})
     # Per-topic flag thresholds (classifier.labels.TOPICS); the lowest applicable threshold wins.
     topic_thresholds: dict[str, float] = Field(default_factory=lambda: {"elderly_scams": 0.4})
-    batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(1024, ge=1)
     # Processes that normalize and segment texts for the linear models (0 = one per core, at most 8; 1 = in-process).
     workers: int = Field(0, ge=0, le=64)
     # On-disk cache of e5 embeddings; empty means <data_dir>/cache/e5.sqlite.

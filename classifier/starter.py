@@ -42,7 +42,7 @@ import numpy as np
 
 from classifier.base import Prediction
 from classifier.labels import CREDIBLE, RUMOR
-from classifier.text import normalize, tokenize
+from classifier.text import _tokenizer, normalize, tokenize
 
 __all__ = [
     "set_workers",
@@ -148,21 +148,40 @@ def _pool() -> Any:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
-            # forkserver: workers start from a clean process, never from a parent holding threads or locks.
-            ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(["classifier.text"])
-            _POOL = ProcessPoolExecutor(_WORKERS, mp_context=ctx, initializer=_init_worker)
+            # fork: a worker starts as a copy of this process with the dictionary already loaded, and does
+            # not re-run the calling script (spawn and forkserver re-import __main__, which breaks scripts
+            # without a `if __name__ == "__main__"` guard). Workers run only normalization and jieba.
+            _tokenizer().lcut("预热")
+            _POOL = ProcessPoolExecutor(_WORKERS, mp_context=mp.get_context("fork"), initializer=_init_worker)
             atexit.register(_POOL.shutdown, wait=False, cancel_futures=True)
         return _POOL
+
+
+def _prepare_parallel(texts: list[str]) -> list[tuple[str, str]]:
+    """Split over the worker processes; on any pool failure, warn once and prepare in-process from then on."""
+    global _WORKERS, _POOL
+    size = -(-len(texts) // _WORKERS)
+    chunks = [texts[i : i + size] for i in range(0, len(texts), size)]
+    try:
+        return [row for part in _pool().map(_prepare_rows, chunks) for row in part]
+    except Exception as exc:  # noqa: BLE001 - a broken pool must not lose the batch
+        import warnings
+
+        warnings.warn(f"text preparation workers failed ({exc.__class__.__name__}: {exc}); continuing in-process",
+                      RuntimeWarning, stacklevel=3)
+        with _POOL_LOCK:
+            if _POOL is not None:
+                _POOL.shutdown(wait=False, cancel_futures=True)
+                _POOL = None
+            _WORKERS = 1
+        return _prepare_rows(texts)
 
 
 def prepare(texts: Iterable[str]) -> np.ndarray:
     """Texts -> (n, 2) object array: [space-joined jieba tokens, normalized text without spaces]."""
     texts = list(texts)
     if _WORKERS > 1 and len(texts) >= _MIN_PARALLEL:
-        size = -(-len(texts) // _WORKERS)
-        chunks = [texts[i : i + size] for i in range(0, len(texts), size)]
-        rows = [row for part in _pool().map(_prepare_rows, chunks) for row in part]
+        rows = _prepare_parallel(texts)
     else:
         rows = _prepare_rows(texts)
     arr = np.empty((len(rows), 2), dtype=object)

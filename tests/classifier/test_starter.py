@@ -218,3 +218,24 @@ def test_prepare_in_worker_processes_equals_in_process() -> None:
         set_workers(1)
     assert parallel.shape == single.shape == (150, 2)
     assert parallel.tolist() == single.tolist()
+
+
+def test_broken_worker_pool_falls_back_in_process(monkeypatch) -> None:
+    """A failing preparation pool warns once and the batch is prepared in-process: nothing is lost."""
+    import classifier.starter as starter
+
+    class Broken:
+        def map(self, *a, **k):
+            raise OSError("no processes here")
+
+        def shutdown(self, *a, **k):
+            pass
+
+    texts = [r["text"] for r in _sample()][:80]
+    expected = starter.prepare(texts)
+    monkeypatch.setattr(starter, "_WORKERS", 2)
+    monkeypatch.setattr(starter, "_POOL", Broken())
+    with pytest.warns(RuntimeWarning, match="continuing in-process"):
+        got = starter.prepare(texts)
+    assert got.tolist() == expected.tolist()
+    assert starter._WORKERS == 1 and starter._POOL is None
