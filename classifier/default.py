@@ -37,7 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from classifier.base import META_FILE, Prediction
-from classifier.encoder import DIM, E5Encoder
+from classifier.encoder import DIM, ENCODER_NAME, E5Encoder
 from classifier.knowledge import NEIGHBOUR_FEATURES, NEIGHBOUR_FILE, RETRIEVAL_FEATURES, Knowledge, Neighbours
 from classifier.labels import CREDIBLE, RUMOR, TOPIC_PSEUDOSCIENCE, VERDICT_PSEUDOSCIENCE
 from classifier.starter import StarterModel, prepare
@@ -253,7 +253,7 @@ class DefaultModel:
             "cascade": asdict(self.cascade),
             "stage2_features": ["logit_p1"] + [f"e5_{i}" for i in range(DIM)] + list(RETRIEVAL_FEATURES)
             + (list(NEIGHBOUR_FEATURES) if self.neighbours is not None else []),
-            "encoder": self.encoder.__class__.__name__,
+            "encoder": ENCODER_NAME,
             "format": "safetensors + json; linear/ and topics/ are skops with trusted-type lists",
         })
         (d / META_FILE).write_text(json.dumps(self.meta, ensure_ascii=False, indent=2) + "\n", "utf-8")

@@ -380,7 +380,8 @@ def write_default_card(out: Path, meta: dict[str, Any], cascade: CascadeConfig) 
         "封建迷信与伪科学). Stage 1 scores everything: two jieba word + character TF-IDF linear models (the style model,",
         "trained on the labelled posts; the knowledge model, trained on them plus rumor statements and advice sentences",
         "drawn from debunks) and the lexical similarity to known debunk titles, combined by logistic regression. Stage 2 (frozen",
-        f"multilingual-e5-small embeddings from `{meta['encoder']}`, similarity to known debunk titles, the stage-1 logit →",
+        f"multilingual-e5-small embeddings from `{meta['encoder']}`, similarity to known debunk titles, the verdicts of the",
+        "nearest labelled training texts in e5 space (neighbours.safetensors: their vectors and 0/1 labels), the stage-1 logit →",
         "logistic regression) runs only where stage 1 is unsure "
         f"(p1 in [{cascade.route_low}, {cascade.route_high}]) or where the text lexically resembles a known debunk "
         f"(≥ {cascade.route_lexical}).",
