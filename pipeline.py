@@ -468,12 +468,15 @@ def classify(ctx: Context, input_path: str, output_path: str, model_path: str | 
     records = read_records(input_path)
     model = load_classifier(ctx, model_path)
     n = flagged = 0
-    with open_out(output_path) as fh:
+    with open_out(output_path) as fh, progress_bar(transient=True) as prog:
+        task = prog.add_task("classifying", total=len(records))
         for r in classify_records(model, records, **classify_options(ctx)):
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
             n += 1
             flagged += bool(r["flagged"])
-    console.print(f"classified {n}, flagged {flagged}")
+            prog.advance(task)
+    routed = getattr(model, "routed", None)
+    console.print(f"classified {n}, flagged {flagged}" + (f", {routed} sent to the e5 stage" if routed is not None else ""))
 
 
 @cli.command()
