@@ -201,6 +201,9 @@ _QUOTES = re.compile(r"[“”\"「」『』‘’]")
 _QUESTION_WORDS = re.compile(r"什么|怎么|为什么|如何|哪些|哪个|多少|几种|何时|谁")
 _FALSE_SUFFIX = re.compile(r"(?:系|为|是|纯属|属)?(?:谣言|不实信息|不实|虚假信息|假消息|伪造|编造|误读|假的)")
 _TAIL = re.compile(r"(?:吗|么|嘛|呢|是真的|真的|靠谱|可信|有用|有效)+$")
+# Where 谣言 is the object of a verb rather than a verdict ("打击整治网络谣言", "男子编造谣言"), what precedes it
+# is no rumor: a statement ending in one of these is dropped.
+CUT_OBJECT = re.compile(r"(?:网络|网上|发布|散布|传播|编造|捏造|造谣|男子|女子|一人|网民|眼球|流量|公布|打击|整治|查处|依法)$")
 
 
 def rumor_statement(title: str) -> str | None:
@@ -215,7 +218,7 @@ def rumor_statement(title: str) -> str | None:
         claim = q[0]
     else:
         m = _FALSE_SUFFIX.search(t)
-        if m and m.start() >= 6:
+        if m and m.start() >= 6 and not CUT_OBJECT.search(t[: m.start()].strip()):
             claim = t[: m.start()]
     if not claim:
         return None

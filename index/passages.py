@@ -45,7 +45,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from classifier.knowledge import rumor_statement
+from classifier.knowledge import CUT_OBJECT, rumor_statement
 
 __all__ = ["Passage", "KINDS", "split_passages", "article_passages", "clean_title"]
 
@@ -431,14 +431,13 @@ class _Splitter:
 
 
 _TITLE_QUOTE = re.compile(r"[“\"「]([^“”\"「」]{4,60})[”\"」]")
-_CUT_OBJECT = re.compile(r"(?:网络|网上|发布|散布|传播|编造|捏造|造谣|男子|女子|一人|网民|眼球|流量|公布|打击|整治|查处|依法)$")
 _TITLE_RUMOR_WORDS = re.compile(r"谣|编造|捏造|不实|网传|传言|传闻|假的|虚假")
 
 
 def _title_rumor(title: str) -> str | None:
     """``rumor_statement(title)``; when the title quotes the rumor and names it one ("编造“牛肉涨价”谣言"), the quote."""
     stated = rumor_statement(title)
-    if stated and _CUT_OBJECT.search(stated):
+    if stated and CUT_OBJECT.search(stated):
         stated = None  # "打击整治网络谣言" → "打击整治网络": 谣言 was an object, not a verdict
     quotes = _TITLE_QUOTE.findall(title)
     if quotes and _TITLE_RUMOR_WORDS.search(title) and not (stated and any(q in stated for q in quotes)):

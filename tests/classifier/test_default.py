@@ -84,6 +84,8 @@ def test_encoder_vectors_are_normalized_ordered_and_cached(encoder: E5Encoder, t
         ("#微博辟谣# 重庆多地将发生地震？谣言！", "重庆多地将发生地震"),
         ("网传洞头GDP增速-10.43%为不实信息", "洞头GDP增速-10.43%"),
         ("笔帽上的孔究竟有什么用？", None),
+        ("#微博辟谣# 邯郸网警出重拳严打整治网络谣言", None),
+        ("男子编造谣言被行政拘留", None),
         ("食品法典及食品法典委员会简介", None),
         ("", None),
     ],
