@@ -283,6 +283,38 @@ def load_skops(model_path: Path, trusted_path: Path, expected_sha256: str | None
     return sio.load(model_path, trusted=trusted)
 
 
+PREPARATION = (
+    "columns [tokens, chars]: ' '.join(classifier.text.tokenize(text)) and "
+    "classifier.text.normalize(text) without whitespace (classifier.starter.prepare)"
+)
+
+
+def save_model_dir(directory: str | Path, pipeline: Any, meta: dict[str, Any], *, version_prefix: str) -> Path:
+    """Write ``model.skops`` + ``trusted_types.json`` + ``meta.json`` (version, created, file, SHA-256, format)."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    sha = dump_skops(pipeline, d / MODEL_FILE, d / TRUSTED_FILE)
+    now = datetime.now(timezone.utc)
+    meta.setdefault("version", f"{version_prefix}-" + now.strftime("%Y%m%d%H%M%S"))
+    meta.setdefault("created", now.isoformat(timespec="seconds"))
+    meta.update({"model_file": MODEL_FILE, "model_sha256": sha, "format": "skops", "preprocessing": PREPARATION})
+    (d / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", "utf-8")
+    return d
+
+
+def load_model_dir(directory: str | Path, *, kind: str | None = None, require_sha256: bool = False) -> tuple[Any, dict[str, Any]]:
+    """(pipeline, meta) of a directory written by ``save_model_dir``; refuses untrusted or changed files."""
+    d = Path(directory)
+    model_path, trusted_path, meta_path = d / MODEL_FILE, d / TRUSTED_FILE, d / META_FILE
+    for p in (model_path, trusted_path, meta_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"model directory {d} lacks {p.name}")
+    meta = json.loads(meta_path.read_text("utf-8"))
+    if kind is not None and meta.get("kind") != kind:
+        raise ValueError(f"{meta_path}: kind is {meta.get('kind')!r}, not {kind!r}")
+    return load_skops(model_path, trusted_path, meta.get("model_sha256"), require_sha256=require_sha256), meta
+
+
 def _hash_index(token: str, n_features: int) -> int:
     """Column of ``token`` in a HashingVectorizer(alternate_sign=False) with ``n_features`` columns."""
     from sklearn.utils import murmurhash3_32
@@ -407,33 +439,13 @@ class StarterModel:
     def save(self, directory: str | Path, *, meta: dict[str, Any] | None = None) -> Path:
         """Write model.skops, trusted_types.json and meta.json into ``directory``."""
         self._check_fitted()
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        model_path = d / MODEL_FILE
-        sha = dump_skops(self.pipeline, model_path, d / TRUSTED_FILE)
         self.meta.update(meta or {})
-        self.meta.setdefault("version", "starter-" + datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S"))
-        self.meta.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
         self.meta["config"] = self.config.to_dict()
-        self.meta["model_file"] = MODEL_FILE
-        self.meta["model_sha256"] = sha
-        self.meta["format"] = "skops"
-        self.meta["preprocessing"] = (
-            "columns [tokens, chars]: ' '.join(classifier.text.tokenize(text)) and "
-            "classifier.text.normalize(text) without whitespace"
-        )
-        (d / META_FILE).write_text(json.dumps(self.meta, ensure_ascii=False, indent=2) + "\n", "utf-8")
-        return d
+        return save_model_dir(directory, self.pipeline, self.meta, version_prefix="starter")
 
     @classmethod
     def load(cls, directory: str | Path) -> "StarterModel":
         """Load a saved model; raise UntrustedModelError on unexpected types or a changed model file."""
-        d = Path(directory)
-        model_path, trusted_path, meta_path = d / MODEL_FILE, d / TRUSTED_FILE, d / META_FILE
-        for p in (model_path, trusted_path, meta_path):
-            if not p.is_file():
-                raise FileNotFoundError(f"model directory {d} lacks {p.name}")
-        meta = json.loads(meta_path.read_text("utf-8"))
-        pipeline = load_skops(model_path, trusted_path, meta.get("model_sha256"))
+        pipeline, meta = load_model_dir(directory)
         config = StarterConfig.from_dict(meta.get("config", {}))
         return cls(config, pipeline=pipeline, meta=meta)

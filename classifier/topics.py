@@ -51,13 +51,11 @@ from classifier.labels import (
     topic_name,
 )
 from classifier.starter import (
-    META_FILE,
     MODEL_FILE,
-    TRUSTED_FILE,
     UntrustedModelError,
-    dump_skops,
-    load_skops,
+    load_model_dir,
     prepare,
+    save_model_dir,
 )
 from classifier.text import normalize
 
@@ -434,40 +432,17 @@ class TopicModel:
     def save(self, directory: str | Path, *, meta: dict[str, Any] | None = None) -> Path:
         """Write model.skops, trusted_types.json and meta.json (``"kind": "topics"``) into ``directory``."""
         self._check_fitted()
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        model_path = d / MODEL_FILE
-        sha = dump_skops(self.pipeline, model_path, d / TRUSTED_FILE)
         self.meta.update(meta or {})
-        now = datetime.now(timezone.utc)
         self.meta["kind"] = KIND
-        self.meta.setdefault("version", "topics-" + now.strftime("%Y%m%d%H%M%S"))
-        self.meta.setdefault("created", now.isoformat(timespec="seconds"))
         self.meta["classes"] = self.classes
         self.meta["class_names"] = {c: TOPICS[c] for c in self.classes}
         self.meta["config"] = self.config.to_dict()
-        self.meta["model_file"] = MODEL_FILE
-        self.meta["model_sha256"] = sha
-        self.meta["format"] = "skops"
-        self.meta["preprocessing"] = (
-            "columns [tokens, chars]: ' '.join(classifier.text.tokenize(text)) and "
-            "classifier.text.normalize(text) without whitespace (classifier.starter.prepare)"
-        )
-        (d / META_FILE).write_text(json.dumps(self.meta, ensure_ascii=False, indent=2) + "\n", "utf-8")
-        return d
+        return save_model_dir(directory, self.pipeline, self.meta, version_prefix="topics")
 
     @classmethod
     def load(cls, directory: str | Path) -> "TopicModel":
         """Load a saved topic model; raise UntrustedModelError on unexpected types or a changed model file."""
-        d = Path(directory)
-        model_path, trusted_path, meta_path = d / MODEL_FILE, d / TRUSTED_FILE, d / META_FILE
-        for p in (model_path, trusted_path, meta_path):
-            if not p.is_file():
-                raise FileNotFoundError(f"model directory {d} lacks {p.name}")
-        meta = json.loads(meta_path.read_text("utf-8"))
-        if meta.get("kind") != KIND:
-            raise ValueError(f"{meta_path}: kind is {meta.get('kind')!r}, not {KIND!r}")
-        pipeline = load_skops(model_path, trusted_path, meta.get("model_sha256"), require_sha256=True)
+        pipeline, meta = load_model_dir(directory, kind=KIND, require_sha256=True)
         return cls(TopicConfig.from_dict(meta.get("config", {})), pipeline=pipeline, meta=meta)
 
 
