@@ -413,7 +413,7 @@ def train_starter(
     final.save(out_dir, meta={k: v for k, v in report.items() if k != "version"})
     size = (out_dir / MODEL_FILE).stat().st_size
     report["model_bytes"] = size
-    say(f"saved {out_dir / MODEL_FILE} ({size / 1e6:.1f} MB), total time {time.time() - t0:.0f}s")
+    say(f"saved {out_dir.name}/{MODEL_FILE} ({size / 1e6:.1f} MB), total time {time.time() - t0:.0f}s")
     (out_dir / "TRAINING_LOG.txt").write_text("\n".join(lines) + "\n", "utf-8")
     from classifier.fingerprints import write_fingerprints
 
