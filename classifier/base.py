@@ -16,8 +16,9 @@ trusted-types list, or safetensors + JSON.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
@@ -25,10 +26,40 @@ import numpy as np
 
 from classifier.labels import DISPLAY_NAMES, VERDICTS
 
-__all__ = ["META_FILE", "KINDS", "Prediction", "Classifier", "model_kind", "load_model"]
+__all__ = ["META_FILE", "KINDS", "JsonConfig", "Prediction", "Classifier", "sha256_file", "model_kind", "load_model"]
 
 META_FILE = "meta.json"
 KINDS = ("linear", "default", "transformer")
+
+
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class JsonConfig:
+    """``to_dict`` / ``from_dict`` for the hyper-parameter dataclasses recorded in meta.json.
+
+    Tuples (n-gram ranges) become JSON lists and come back as tuples; keys the dataclass
+    does not know (written by another version) are ignored.
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)  # type: ignore[call-overload]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Any:
+        known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+        kwargs = {}
+        for k, v in (d or {}).items():
+            if k in known:
+                kwargs[k] = tuple(v) if isinstance(v, list) and isinstance(known[k].default, tuple) else v
+        return cls(**kwargs)
 
 
 @dataclass(frozen=True)
@@ -93,8 +124,11 @@ def model_kind(directory: str | Path) -> str:
     return str(kind)
 
 
-def load_model(directory: str | Path) -> Any:
-    """Load any piyao model directory, dispatching on meta.json's ``kind``."""
+def load_model(directory: str | Path, *, embedding_cache: str | Path | None = None) -> Any:
+    """Load any piyao model directory, dispatching on meta.json's ``kind``.
+
+    ``embedding_cache``: an on-disk cache of e5 embeddings for a cascade (kind ``default``).
+    """
     d = Path(directory)
     if not d.is_dir():
         raise FileNotFoundError(f"model directory not found: {d}")
@@ -102,7 +136,7 @@ def load_model(directory: str | Path) -> Any:
     if kind == "default":
         from classifier.default import DefaultModel
 
-        return DefaultModel.load(d)
+        return DefaultModel.load(d, embedding_cache=embedding_cache)
     if kind == "transformer":
         from classifier.transformer import TransformerModel
 

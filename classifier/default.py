@@ -29,27 +29,27 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from classifier.base import META_FILE, Prediction
+from classifier.base import META_FILE, JsonConfig, Prediction
 from classifier.encoder import DIM, ENCODER_NAME, E5Encoder
-from classifier.knowledge import NEIGHBOUR_FEATURES, NEIGHBOUR_FILE, RETRIEVAL_FEATURES, Knowledge, Neighbours
+from classifier.knowledge import NEIGHBOUR_FEATURES, NEIGHBOUR_FILE, RETRIEVAL_FEATURES, Knowledge, Neighbours, retrieval_features
 from classifier.labels import CREDIBLE, RUMOR, TOPIC_PSEUDOSCIENCE, VERDICT_PSEUDOSCIENCE
 from classifier.starter import StarterModel, prepare
 
-__all__ = ["STAGE2_FILE", "CascadeConfig", "DefaultModel", "stage2_features"]
+__all__ = ["STAGE1_FILE", "STAGE2_FILE", "CascadeConfig", "DefaultModel", "route_mask", "stage1_features", "stage2_features"]
 
 STAGE1_FILE = "stage1.safetensors"
 STAGE2_FILE = "stage2.safetensors"
 
 
 @dataclass
-class CascadeConfig:
+class CascadeConfig(JsonConfig):
     """Routing and explanation parameters (chosen at training time, recorded in meta.json)."""
 
     route_low: float = 0.25
@@ -58,11 +58,6 @@ class CascadeConfig:
     explain_similarity: float = 0.9
     max_chars: int = 256
     batch_size: int = 32
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "CascadeConfig":
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in (d or {}).items() if k in known})
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -167,8 +162,7 @@ class DefaultModel:
         return prepared, p1, lex
 
     def _route(self, p1: np.ndarray, lex: np.ndarray) -> np.ndarray:
-        c = self.cascade
-        return ((p1 >= c.route_low) & (p1 <= c.route_high)) | (lex[:, 0] >= c.route_lexical)
+        return route_mask(p1, lex[:, 0], self.cascade)
 
     def _score(self, texts: Sequence[str]) -> dict[str, Any]:
         prepared, p1, lex = self._stage1(texts)
@@ -180,7 +174,7 @@ class DefaultModel:
             t = time.perf_counter()
             vecs = self.encoder.encode([texts[int(i)] for i in idx])
             sub_dense = self.knowledge.dense_top(vecs)
-            retrieval = np.column_stack([sub_dense[:, 0], sub_dense[:, 1], sub_dense[:, 2], lex[idx, 0], lex[idx, 1]])
+            retrieval = retrieval_features(sub_dense, lex[idx])
             if self.neighbours is not None:
                 retrieval = np.column_stack([retrieval, self.neighbours.features(vecs)])
             scores[idx] = self.stage2.proba(stage2_features(p1[idx], vecs, retrieval))
@@ -201,7 +195,7 @@ class DefaultModel:
         if not texts:
             return []
         r = self._score(texts)
-        linear_preds = self.linear.predict(texts, top_k=top_k) if top_k else []
+        linear_preds = self.linear.predict(texts, top_k=top_k, prepared=r["prepared"]) if top_k else []
         topics = self.topics.predict(texts) if self.topics is not None else [(None, None)] * len(texts)
         out = []
         version = self.model_version
@@ -215,7 +209,6 @@ class DefaultModel:
                 explanation = self.knowledge.match(int(r["dense"][i, 3]), float(r["dense"][i, 0])).to_dict()
             elif r["lex"][i, 0] >= max(self.cascade.route_lexical, 0.6):
                 explanation = self.knowledge.match(int(r["lex"][i, 2]), float(r["lex"][i, 0])).to_dict()
-                explanation["kind"] = "debunk"
             out.append(Prediction(
                 score=float(s), label=label, top_terms=terms, model_version=version,
                 topic=topic, topic_score=None if topic_score is None else float(topic_score),
@@ -250,7 +243,7 @@ class DefaultModel:
         self.meta.update({
             "kind": self.kind,
             "created": self.meta.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "cascade": asdict(self.cascade),
+            "cascade": self.cascade.to_dict(),
             "stage2_features": ["logit_p1"] + [f"e5_{i}" for i in range(DIM)] + list(RETRIEVAL_FEATURES)
             + (list(NEIGHBOUR_FEATURES) if self.neighbours is not None else []),
             "encoder": ENCODER_NAME,
@@ -260,7 +253,9 @@ class DefaultModel:
         return d
 
     @classmethod
-    def load(cls, directory: str | Path, *, encoder: E5Encoder | None = None) -> "DefaultModel":
+    def load(cls, directory: str | Path, *, encoder: E5Encoder | None = None,
+             embedding_cache: str | Path | None = None) -> "DefaultModel":
+        """Load a cascade; ``embedding_cache`` gives its encoder an on-disk cache (ignored when ``encoder`` is given)."""
         d = Path(directory)
         meta = json.loads((d / META_FILE).read_text("utf-8"))
         if meta.get("kind") != cls.kind:
@@ -282,14 +277,13 @@ class DefaultModel:
             topics = TopicModel.load(d / "topics")
             topics.source_dir = d / "topics"
         cascade = CascadeConfig.from_dict(meta.get("cascade", {}))
+        if encoder is None and embedding_cache is not None:
+            encoder = E5Encoder(max_chars=cascade.max_chars, batch_size=cascade.batch_size, cache_path=embedding_cache)
         return cls(linear, Stage2.load(d / STAGE2_FILE), Knowledge.load(d), cascade=cascade, style=style, stage1=stage1,
                    neighbours=neighbours, topics=topics, meta=meta, encoder=encoder)
 
 
-def routed_share(p1: np.ndarray, lex_top1: np.ndarray, cascade: CascadeConfig) -> float:
-    """Share of claims the cascade would send to stage 2."""
-    if len(p1) == 0:
-        return 0.0
-    mask = ((p1 >= cascade.route_low) & (p1 <= cascade.route_high)) | (lex_top1 >= cascade.route_lexical)
-    return float(mask.mean())
+def route_mask(p1: np.ndarray, lex_top1: np.ndarray, cascade: CascadeConfig) -> np.ndarray:
+    """Which claims go to stage 2: stage 1 unsure (p1 within the band) or a close lexical debunk match."""
+    return ((p1 >= cascade.route_low) & (p1 <= cascade.route_high)) | (lex_top1 >= cascade.route_lexical)
 

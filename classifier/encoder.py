@@ -19,7 +19,7 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -150,18 +150,6 @@ class E5Encoder:
                 got = fresh.get(k)
                 out[i] = got if got is not None else self._memory[k]
         return out
-
-    def encode_iter(self, texts: Iterable[str], chunk: int = 512) -> np.ndarray:
-        buf: list[str] = []
-        parts: list[np.ndarray] = []
-        for t in texts:
-            buf.append(t)
-            if len(buf) >= chunk:
-                parts.append(self.encode(buf))
-                buf = []
-        if buf:
-            parts.append(self.encode(buf))
-        return np.vstack(parts) if parts else np.zeros((0, DIM), dtype=np.float32)
 
     def close(self) -> None:
         if self._db is not None:

@@ -34,6 +34,7 @@ __all__ = [
     "KNOWLEDGE_JSON",
     "KNOWLEDGE_TENSORS",
     "RETRIEVAL_FEATURES",
+    "retrieval_features",
     "Knowledge",
     "Neighbours",
     "NEIGHBOUR_FEATURES",
@@ -46,6 +47,11 @@ KNOWLEDGE_JSON = "knowledge.json"
 KNOWLEDGE_TENSORS = "knowledge.safetensors"
 RETRIEVAL_FEATURES = ("e5_top1", "e5_top3_mean", "e5_margin", "lex_top1", "lex_top3_mean")
 _LEX_BITS = 20
+
+
+def retrieval_features(dense: np.ndarray, lex: np.ndarray) -> np.ndarray:
+    """RETRIEVAL_FEATURES from ``Knowledge.dense_top`` and ``Knowledge.lexical_top`` rows of the same claims."""
+    return np.column_stack([dense[:, 0], dense[:, 1], dense[:, 2], lex[:, 0], lex[:, 1]])
 
 
 def _lex_vectorizer() -> Any:
@@ -163,11 +169,6 @@ class Knowledge:
         out[:, 2] = part[:, 0] - part[:, kk - 1]
         out[:, 3] = np.argmax(S, axis=1)
         return out
-
-    def features(self, vectors: np.ndarray, lex: np.ndarray) -> np.ndarray:
-        """The RETRIEVAL_FEATURES of claims, from ``dense_top`` inputs and ``lexical_top`` output."""
-        dense = self.dense_top(vectors)
-        return np.column_stack([dense[:, 0], dense[:, 1], dense[:, 2], lex[:, 0], lex[:, 1]]).astype(np.float32)
 
     def match(self, index: int, similarity: float) -> Match:
         return Match(int(index), self.titles[index], self.urls[index], self.sources[index], float(similarity))

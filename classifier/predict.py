@@ -11,7 +11,6 @@ of a cascade decided).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -35,14 +34,7 @@ def load_model(path: str | Path | None = None, *, embedding_cache: str | Path | 
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"model directory not found: {path}")
-    if embedding_cache is not None and base.model_kind(path) == "default":
-        from classifier.default import CascadeConfig, DefaultModel
-        from classifier.encoder import E5Encoder
-
-        meta = json.loads((path / base.META_FILE).read_text("utf-8"))
-        c = CascadeConfig.from_dict(meta.get("cascade", {}))
-        return DefaultModel.load(path, encoder=E5Encoder(max_chars=c.max_chars, batch_size=c.batch_size, cache_path=embedding_cache))
-    return base.load_model(path)
+    return base.load_model(path, embedding_cache=embedding_cache)
 
 
 def flag_threshold(label: str, topic: str | None, default: float, thresholds: dict[str, float] | None = None,

@@ -29,6 +29,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from classifier.base import sha256_file
 from classifier.evaluate import DEFAULT_THRESHOLD, NearDuplicateIndex, format_report, metrics
 from classifier.labels import (
     CREDIBLE,
@@ -322,12 +323,6 @@ def _plot_reliability(m: dict[str, Any], path: Path, title: str) -> None:
 
 
 # --------------------------------------------------------------------------- evaluation
-def _sha256(path: Path) -> str:
-    from classifier.starter import _sha256 as sha256_file
-
-    return sha256_file(path)
-
-
 class _Bar:
     """A rich progress bar on stderr, shown only on a terminal."""
 
@@ -520,7 +515,7 @@ def evaluate_file(
         "model_version": version,
         "model_dir": str(mdir) if mdir is not None else None,
         "data_file": data.name,
-        "data_sha256": _sha256(data),
+        "data_sha256": sha256_file(data),
         "threshold": float(threshold),
         "counts": {
             "lines": counts["lines"],

@@ -27,20 +27,19 @@ Design
 from __future__ import annotations
 
 import atexit
-import hashlib
 import json
 import os
 import threading
 import unicodedata
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from classifier.base import Prediction
+from classifier.base import JsonConfig, Prediction, sha256_file
 from classifier.labels import CREDIBLE, RUMOR
 from classifier.text import _tokenizer, normalize, tokenize
 
@@ -70,7 +69,7 @@ class UntrustedModelError(ValueError):
 
 
 @dataclass(frozen=True)
-class StarterConfig:
+class StarterConfig(JsonConfig):
     """Hyper-parameters of the starter model (recorded in meta.json)."""
 
     word_ngram: tuple[int, int] = (1, 2)
@@ -86,21 +85,6 @@ class StarterConfig:
     calibration: str = "sigmoid"
     calibration_cv: int = 5
     seed: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["word_ngram"] = list(self.word_ngram)
-        d["char_ngram"] = list(self.char_ngram)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "StarterConfig":
-        d = dict(d)
-        for key in ("word_ngram", "char_ngram"):
-            if key in d:
-                d[key] = tuple(d[key])
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def _char_input(norm: str) -> str:
@@ -191,39 +175,40 @@ def prepare(texts: Iterable[str]) -> np.ndarray:
     return arr
 
 
-def _build_pipeline(cfg: StarterConfig):
-    from sklearn.calibration import CalibratedClassifierCV
+def hashed_features(cfg: Any) -> Any:
+    """Word n-gram and character n-gram TF-IDF over the two ``prepare`` columns, hashed (no vocabulary).
+
+    ``cfg`` gives word_ngram, char_ngram, word_hash_bits, char_hash_bits and sublinear_tf.
+    """
     from sklearn.compose import ColumnTransformer
     from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+    from sklearn.pipeline import Pipeline
+
+    def hashed(bits: int, ngram: tuple[int, int], **kw: Any) -> Pipeline:
+        return Pipeline([
+            ("hash", HashingVectorizer(
+                lowercase=False, ngram_range=tuple(ngram), n_features=2**bits, alternate_sign=False, norm=None,
+                dtype=np.float32, **kw,
+            )),
+            ("tfidf", TfidfTransformer(sublinear_tf=cfg.sublinear_tf)),
+        ])
+
+    return ColumnTransformer(
+        [
+            ("word", hashed(cfg.word_hash_bits, cfg.word_ngram, token_pattern=r"\S+"), 0),
+            ("char", hashed(cfg.char_hash_bits, cfg.char_ngram, analyzer="char"), 1),
+        ],
+        sparse_threshold=1.0,
+    )
+
+
+def _build_pipeline(cfg: StarterConfig):
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from sklearn.svm import LinearSVC
 
-    word = Pipeline([
-        ("hash", HashingVectorizer(
-            token_pattern=r"\S+",
-            lowercase=False,
-            ngram_range=tuple(cfg.word_ngram),
-            n_features=2**cfg.word_hash_bits,
-            alternate_sign=False,
-            norm=None,
-            dtype=np.float32,
-        )),
-        ("tfidf", TfidfTransformer(sublinear_tf=cfg.sublinear_tf)),
-    ])
-    char = Pipeline([
-        ("hash", HashingVectorizer(
-            analyzer="char",
-            lowercase=False,
-            ngram_range=tuple(cfg.char_ngram),
-            n_features=2**cfg.char_hash_bits,
-            alternate_sign=False,
-            norm=None,
-            dtype=np.float32,
-        )),
-        ("tfidf", TfidfTransformer(sublinear_tf=cfg.sublinear_tf)),
-    ])
-    features = ColumnTransformer([("word", word, 0), ("char", char, 1)], sparse_threshold=1.0)
+    features = hashed_features(cfg)
     if cfg.classifier == "logreg":
         base = LogisticRegression(C=cfg.C, max_iter=2000, solver="liblinear", random_state=cfg.seed)
     elif cfg.classifier == "svm":
@@ -232,14 +217,6 @@ def _build_pipeline(cfg: StarterConfig):
         raise ValueError(f"unknown classifier {cfg.classifier!r}; expected 'logreg' or 'svm'")
     clf = CalibratedClassifierCV(base, method=cfg.calibration, cv=cfg.calibration_cv, ensemble=False)
     return Pipeline([("features", features), ("clf", clf)])
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def dump_skops(pipeline: Any, model_path: Path, trusted_path: Path) -> str:
@@ -256,7 +233,7 @@ def dump_skops(pipeline: Any, model_path: Path, trusted_path: Path) -> str:
         model_path.unlink()
         raise UntrustedModelError(f"refusing to save a model holding types outside the allow-list: {bad}")
     trusted_path.write_text(json.dumps(trusted, indent=2) + "\n", "utf-8")
-    return _sha256(model_path)
+    return sha256_file(model_path)
 
 
 def load_skops(model_path: Path, trusted_path: Path, expected_sha256: str | None, *, require_sha256: bool = False) -> Any:
@@ -274,7 +251,7 @@ def load_skops(model_path: Path, trusted_path: Path, expected_sha256: str | None
         raise UntrustedModelError(f"{trusted_path}: types outside the allow-list {_ALLOWED_TYPE_PREFIXES}: {bad}")
     if not expected_sha256 and require_sha256:
         raise UntrustedModelError(f"{model_path.parent / META_FILE}: no model_sha256 to check the model file against")
-    if expected_sha256 and _sha256(model_path) != expected_sha256:
+    if expected_sha256 and sha256_file(model_path) != expected_sha256:
         raise UntrustedModelError(f"{model_path}: SHA-256 differs from meta.json; the model file was changed")
     found = sio.get_untrusted_types(file=model_path)
     unexpected = sorted(set(found) - set(trusted))
@@ -417,15 +394,22 @@ class StarterModel:
             out.append(term)
         return out
 
-    def predict(self, texts: Sequence[str], *, top_k: int = 5) -> list[Prediction]:
-        """Score each text; label is "rumor" when score >= 0.5; top_terms are the features that pushed it there."""
+    def predict(self, texts: Sequence[str], *, top_k: int = 5, prepared: np.ndarray | None = None) -> list[Prediction]:
+        """Score each text; label is "rumor" when score >= 0.5; top_terms are the features that pushed it there.
+
+        ``prepared`` may pass ``prepare(texts)`` already done (a cascade tokenizes once for all its models).
+        """
         self._check_fitted()
         texts = list(texts)
         if not texts:
             return []
-        X = prepare(texts)
-        scores = self.predict_proba(prepared=X)
-        feats = self.pipeline.named_steps["features"].transform(X).tocsr() if top_k else None
+        X = prepare(texts) if prepared is None else prepared
+        if not top_k:
+            scores, feats = self.predict_proba(prepared=X), None
+        else:  # the features once, for the scores and for the terms
+            feats = self.pipeline.named_steps["features"].transform(X).tocsr()
+            clf = self.pipeline.named_steps["clf"]
+            scores = np.clip(clf.predict_proba(feats)[:, list(clf.classes_).index(1)].astype(float), 0.0, 1.0)
         version = self.model_version
         out = []
         for i, s in enumerate(scores):

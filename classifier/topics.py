@@ -30,7 +30,7 @@ import random
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from classifier.base import JsonConfig
 from classifier.labels import (
     DATASET_TOPICS,
     TOPIC_ELDERLY_SCAMS,
@@ -53,6 +54,7 @@ from classifier.labels import (
 from classifier.starter import (
     MODEL_FILE,
     UntrustedModelError,
+    hashed_features,
     load_model_dir,
     prepare,
     save_model_dir,
@@ -285,7 +287,7 @@ def seed_label(
 # The model
 # ---------------------------------------------------------------------------
 @dataclass(frozen=True)
-class TopicConfig:
+class TopicConfig(JsonConfig):
     """Hyper-parameters of the topic model (recorded in meta.json)."""
 
     word_ngram: tuple[int, int] = (1, 2)
@@ -301,49 +303,12 @@ class TopicConfig:
     float32: bool = True
     seed: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["word_ngram"] = list(self.word_ngram)
-        d["char_ngram"] = list(self.char_ngram)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TopicConfig":
-        d = dict(d)
-        for key in ("word_ngram", "char_ngram"):
-            if key in d:
-                d[key] = tuple(d[key])
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in known})
-
 
 def _build_pipeline(cfg: TopicConfig) -> Any:
-    from sklearn.compose import ColumnTransformer
-    from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
-    def hashed(bits: int, ngram: tuple[int, int], **kw: Any) -> Pipeline:
-        return Pipeline([
-            ("hash", HashingVectorizer(
-                lowercase=False,
-                ngram_range=tuple(ngram),
-                n_features=2**bits,
-                alternate_sign=False,
-                norm=None,
-                dtype=np.float32,
-                **kw,
-            )),
-            ("tfidf", TfidfTransformer(sublinear_tf=cfg.sublinear_tf)),
-        ])
-
-    features = ColumnTransformer(
-        [
-            ("word", hashed(cfg.word_hash_bits, cfg.word_ngram, token_pattern=r"\S+"), 0),
-            ("char", hashed(cfg.char_hash_bits, cfg.char_ngram, analyzer="char"), 1),
-        ],
-        sparse_threshold=1.0,
-    )
+    features = hashed_features(cfg)
     # lbfgs fits the multinomial (softmax) model for more than two classes.
     clf = LogisticRegression(C=cfg.C, class_weight="balanced", max_iter=cfg.max_iter, solver="lbfgs",
                              random_state=cfg.seed)

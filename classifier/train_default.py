@@ -29,10 +29,10 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from classifier.default import CascadeConfig, DefaultModel, Stage2, routed_share, stage1_features, stage2_features
+from classifier.default import CascadeConfig, DefaultModel, Stage2, route_mask, stage1_features, stage2_features
 from classifier.encoder import ENCODER_NAME, E5Encoder
 from classifier.evaluate import DEFAULT_THRESHOLD, metrics, remove_near_duplicates
-from classifier.knowledge import Knowledge, Neighbours, credible_statements, rumor_statement
+from classifier.knowledge import Knowledge, Neighbours, credible_statements, retrieval_features, rumor_statement
 from classifier.starter import StarterConfig, StarterModel
 from classifier.train import DATA_FILES, DATASET_TERMS, _Prepared, _counts, dedup, load_claims
 
@@ -110,7 +110,7 @@ def _retrieval(knowledge: Knowledge, records: Sequence[dict], vecs: np.ndarray) 
     exclude = [r.get("kb") for r in records]
     lex = knowledge.lexical_top([r["text"] for r in records], exclude=exclude)
     dense = knowledge.dense_top(vecs, exclude=exclude)
-    retrieval = np.column_stack([dense[:, 0], dense[:, 1], dense[:, 2], lex[:, 0], lex[:, 1]])
+    retrieval = retrieval_features(dense, lex)
     return lex, retrieval
 
 
@@ -146,7 +146,7 @@ def _choose_routing(y: np.ndarray, p1: np.ndarray, p2: np.ndarray, lex_top1: np.
         for high in (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9):
             for lexical in (0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 1.01):
                 c = CascadeConfig(route_low=low, route_high=high, route_lexical=lexical)
-                routed = ((p1 >= low) & (p1 <= high)) | (lex_top1 >= lexical)
+                routed = route_mask(p1, lex_top1, c)
                 if routed[weibo_mask].mean() > budget:
                     continue
                 f = metrics(y, np.where(routed, p2, p1))["macro_f1"]
@@ -176,17 +176,11 @@ def _measure(name: str, y: np.ndarray, p1: np.ndarray, p2: np.ndarray, routed: n
 
 
 def _read_eval(path: Path) -> list[dict[str, Any]]:
-    """Evaluation JSONL ``{"id","text","label"}``; label 0/1 or a verdict code (unproven items are left out)."""
-    false_codes = {"1": 1, "rumor": 1, "pseudoscience": 1, "misleading": 1, "fake": 1, "0": 0, "credible": 0, "real": 0}
-    out = []
-    for n, line in enumerate(path.read_text("utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        rec = json.loads(line)
-        label = false_codes.get(str(rec.get("label")).strip().lower())
-        if label is not None and isinstance(rec.get("text"), str):
-            out.append({"id": rec.get("id", n), "text": rec["text"], "label": label, "dataset": path.stem})
-    return out
+    """Evaluation JSONL ``{"id","text","label"}`` read as ``piyao eval`` reads it (unproven items are left out)."""
+    from classifier.report import read_labelled
+
+    records, _ = read_labelled(path)
+    return [dict(r, dataset=path.stem) for r in records]
 
 
 def train_default(
@@ -292,10 +286,10 @@ def fit_default(
     weibo_tr = np.array([r["dataset"].startswith("weibo21") for r in train])
     cascade = _choose_routing(y_tr, p1_oof, p2_oof, lex_tr[:, 0], weibo_tr, route_budget)
     log(f"routing: p1 in [{cascade.route_low}, {cascade.route_high}] or lexical match >= {cascade.route_lexical} "
-        f"(routes {routed_share(p1_oof[weibo_tr], lex_tr[weibo_tr, 0], cascade):.1%} of Weibo21 training posts)")
+        f"(routes {route_mask(p1_oof[weibo_tr], lex_tr[weibo_tr, 0], cascade).mean():.1%} of Weibo21 training posts)")
     stage2_tr = Stage2.fit(X_tr, y_tr, C=C, seed=seed)
     p2_te = stage2_tr.proba(X_te)
-    routed_te = ((p1_te >= cascade.route_low) & (p1_te <= cascade.route_high)) | (lex_te[:, 0] >= cascade.route_lexical)
+    routed_te = route_mask(p1_te, lex_te[:, 0], cascade)
     report: dict[str, Any] = {"held_out": {"weibo21_val": _measure("weibo21_val (held out)", y_te, p1_te, p2_te, routed_te, log, parts_te)}}
     report["held_out"]["weibo21_val"]["removed_near_duplicates"] = overlap
 
@@ -313,7 +307,7 @@ def fit_default(
         ret = np.column_stack([ret, neighbours_tr.features(vec)])
         p1 = stage1_tr.proba(stage1_features(ps, pk, lex))
         p2 = stage2_tr.proba(stage2_features(p1, vec, ret))
-        routed = ((p1 >= cascade.route_low) & (p1 <= cascade.route_high)) | (lex[:, 0] >= cascade.route_lexical)
+        routed = route_mask(p1, lex[:, 0], cascade)
         m = _measure(Path(ef).name, y, p1, p2, routed, log, {"style_model": metrics(y, ps), "knowledge_model": metrics(y, pk)})
         m["removed_near_duplicates"] = ov
         report["held_out"][Path(ef).name] = m
@@ -362,7 +356,7 @@ def fit_default(
     except ImportError:  # pragma: no cover - fingerprints ship with the package
         pass
     write_default_card(out, meta, cascade)
-    report.update({"model": str(out), "version": meta["version"], "seconds": meta["seconds"], "cascade": cascade.__dict__,
+    report.update({"model": str(out), "version": meta["version"], "seconds": meta["seconds"], "cascade": cascade.to_dict(),
                    "encoder_cache": {"encoded": encoder.encoded, "hits": encoder.hits}})
     encoder.close()
     return report

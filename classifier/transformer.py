@@ -26,14 +26,14 @@ import platform
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from classifier.base import META_FILE, Prediction
+from classifier.base import META_FILE, JsonConfig, Prediction, sha256_file
 from classifier.labels import CREDIBLE, LABELS, RUMOR
 
 __all__ = [
@@ -67,7 +67,7 @@ def _require() -> tuple[Any, Any]:
 
 
 @dataclass(frozen=True)
-class TransformerConfig:
+class TransformerConfig(JsonConfig):
     """Fine-tuning hyper-parameters (recorded in meta.json)."""
 
     base_model: str = "models/e5-small-xlmr"  # any Hugging Face model directory or hub id
@@ -85,14 +85,6 @@ class TransformerConfig:
     calibrate: bool = True  # fit a temperature on eval_records
     save_fp16: bool = False  # store the fine-tuned weights in float16 (half the size)
     num_threads: int = 0  # CPU threads for torch (0 = $OMP_NUM_THREADS when set, else every core)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TransformerConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 # ---------------------------------------------------------------------------
@@ -246,12 +238,6 @@ def _crossfit_ece(logits: np.ndarray, y: np.ndarray, seed: int) -> float:
         t = fit_temperature(logits[a], y[a])
         scores[b] = _softmax_rumor(logits[b], t, 1)
     return expected_calibration_error(y, scores)
-
-
-def _sha256(path: Path) -> str:
-    from classifier.starter import _sha256 as sha256_file
-
-    return sha256_file(path)
 
 
 def _counts(records: Sequence[dict]) -> dict[str, Any]:
@@ -519,7 +505,7 @@ def train_transformer(
         raise RuntimeError(f"{out}: expected {MODEL_FILE} and no pickle files, found {sorted(p.name for p in out.iterdir())}")
     report["format"] = "safetensors"
     report["model_file"] = MODEL_FILE
-    report["model_sha256"] = _sha256(out / MODEL_FILE)
+    report["model_sha256"] = sha256_file(out / MODEL_FILE)
     report["model_bytes"] = (out / MODEL_FILE).stat().st_size
     report["total_seconds"] = round(time.time() - t_start, 2)
     (out / META_FILE).write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", "utf-8")

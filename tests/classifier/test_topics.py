@@ -228,10 +228,10 @@ def test_load_refuses_untrusted_types(model: TopicModel, tmp_path: Path) -> None
     d2 = model.save(tmp_path / "m2")
     evil = Pipeline([("f", FunctionTransformer(func=os.getcwd)), ("clf", model.pipeline.named_steps["clf"])])
     sio.dump(evil, d2 / MODEL_FILE)
-    from classifier.starter import _sha256
+    from classifier.base import sha256_file
 
     meta = json.loads((d2 / META_FILE).read_text("utf-8"))
-    meta["model_sha256"] = _sha256(d2 / MODEL_FILE)
+    meta["model_sha256"] = sha256_file(d2 / MODEL_FILE)
     (d2 / META_FILE).write_text(json.dumps(meta), "utf-8")
     with pytest.raises(UntrustedModelError, match="unexpected types"):
         TopicModel.load(d2)
