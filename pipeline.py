@@ -113,6 +113,47 @@ def index_pending(ctx: Context, *, show_progress: bool = True) -> int:
             raise UserError(str(exc)) from None
 
 
+def embed_passages(ctx: Context, *, limit: int | None = None, show_progress: bool = True) -> int:
+    """Compute e5 vectors for indexed passages that lack one (matching.embed_kinds); resumable."""
+    from classifier.encoder import E5Encoder
+    from index.backend import BackendError
+    from index.embedding import embed_pending
+
+    kinds = ctx.settings.matching.embed_kinds
+    if not ctx.settings.matching.dense or not kinds:
+        return 0
+    try:
+        total, done = ctx.backend.vector_counts(kinds)
+    except BackendError as exc:
+        raise UserError(str(exc)) from None
+    todo = total - done if limit is None else min(limit, total - done)
+    if todo <= 0:
+        return 0
+    encoder = E5Encoder(cache_path=ctx.settings.embedding_cache_path)
+    with progress_bar(transient=True) as prog:
+        task = prog.add_task("embedding passages", total=todo) if show_progress else None
+
+        def advance(n: int) -> None:
+            if task is not None:
+                prog.advance(task, n)
+
+        try:
+            return embed_pending(ctx.backend, encoder, kinds, limit=limit, progress=advance)
+        except BackendError as exc:
+            raise UserError(f"{exc}; the vectors computed so far are kept: run `piyao embed` again") from None
+        finally:
+            encoder.close()
+
+
+def make_matcher(ctx: Context, *, top_k: int | None = None) -> Any:
+    from index.matching import Matcher
+
+    try:
+        return Matcher.from_settings(ctx.settings, ctx.backend, top_k=top_k)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
 def load_classifier(ctx: Context, model_path: str | None = None) -> Any:
     from classifier.predict import load_model
     from classifier.starter import set_workers
@@ -166,9 +207,8 @@ def run_once(ctx: Context, spiders: list[str] | None = None, overrides: dict[str
     crawl_stats = crawl(ctx.settings, names, overrides=overrides)
     classified, flagged = classify_stored_claims(ctx)
     indexed = index_pending(ctx)
-    processed, matched = match_stored_claims(
-        ctx.store, ctx.backend, top_k=ctx.settings.matching.top_k, min_score=ctx.settings.matching.min_score
-    )
+    embedded = embed_passages(ctx)
+    processed, matched = match_stored_claims(ctx.store, ctx.backend, matcher=make_matcher(ctx))
     queued = enqueue_flagged(ctx.store)
     return {
         "crawl": crawl_stats,
@@ -178,6 +218,7 @@ def run_once(ctx: Context, spiders: list[str] | None = None, overrides: dict[str
         "classified": classified,
         "flagged": flagged,
         "indexed": indexed,
+        "embedded": embedded,
         "matched": matched,
         "match_processed": processed,
         "queued": queued,
@@ -438,6 +479,55 @@ def eval_cmd(ctx: Context, data_path: str, model_path: str | None, out_dir: str 
     out.print(format_summary(report), markup=False, highlight=False)
 
 
+@cli.command("eval-match")
+@click.option("--data", "data_path", required=True, help='JSONL lines {"id", "text", "gold": [url, ...]} (empty gold: no debunk exists).')
+@click.option("--out", "out_dir", default=None, help="Directory for report.json and predictions.jsonl (default <data_dir>/eval/<name>).")
+@click.option("--compare", is_flag=True, help="Also measure BM25 alone and e5 alone.")
+@click.pass_obj
+def eval_match(ctx: Context, data_path: str, out_dir: str | None, compare: bool) -> None:
+    """Measure claim matching: Recall@1, Recall@5, MRR, false auto-link rate; JSON report."""
+    from index.evaluate import EvalDataError, evaluate_matching, read_eval
+
+    try:
+        items = read_eval(data_path)
+    except EvalDataError as exc:
+        raise UserError(str(exc)) from None
+    if ctx.backend.count("debunk") == 0:
+        raise UserError("the index holds no debunks; import some with `piyao debunks import`")
+    total, done = ctx.backend.vector_counts(ctx.settings.matching.embed_kinds)
+    variants: dict[str, dict[str, bool]] = {"hybrid": {}}
+    if compare:
+        variants.update({"bm25": {"use_dense": False}, "e5": {"use_bm25": False}})
+    report: dict[str, Any] = {"data": str(data_path), "backend": ctx.backend.name, "passages_with_vectors": [done, total]}
+    predictions: list[dict[str, Any]] = []
+    with progress_bar(transient=True) as prog:
+        for name, opts in variants.items():
+            matcher = make_matcher(ctx)
+            for k, v in opts.items():
+                setattr(matcher, k, v)
+            task = prog.add_task(f"matching ({name})", total=len(items))
+
+            def advance(n: int, t: Any = task) -> None:
+                prog.advance(t, n)
+
+            report[name] = evaluate_matching(matcher, items, progress=advance, predictions=predictions if name == "hybrid" else None)
+    target = Path(out_dir) if out_dir else ctx.settings.data_path / "eval" / Path(data_path).stem
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", "utf-8")
+    with open(target / "predictions.jsonl", "w", encoding="utf-8") as fh:
+        for p in predictions:
+            fh.write(json.dumps(p, ensure_ascii=False) + "\n")
+    for name in variants:
+        r = report[name]
+        out.print(
+            f"{name}: {r['claims']} claims ({r['with_gold']} with gold): Recall@1 {r['recall_at_1']}, Recall@5 {r['recall_at_5']}, "
+            f"MRR {r['mrr']}, false auto-links {r['false_auto_link_rate']} of {r['without_gold']} without gold, "
+            f"auto precision {r['auto_precision']}, p95 {r['latency_ms']['p95']} ms",
+            markup=False, highlight=False,
+        )
+    console.print(f"report: {target / 'report.json'}")
+
+
 @cli.command()
 @click.argument("claim_id", type=int)
 @click.option("--verdict", required=True, type=click.Choice(["rumor", "pseudoscience", "misleading", "unproven", "credible"]))
@@ -485,22 +575,47 @@ def classify(ctx: Context, input_path: str, output_path: str, model_path: str | 
 @click.option("--top-k", default=None, type=click.IntRange(1, 100), help="Matches per claim (default: matching.top_k).")
 @click.pass_obj
 def match(ctx: Context, input_path: str, output_path: str, top_k: int | None) -> None:
-    """Find the debunks that answer each claim: {"id", "matches": [{url, title, source, score}]}."""
+    """Find the debunks that answer each claim.
+
+    Output lines: {"id", "matches": [{url, title, source, score, decision, evidence}]}; decision is
+    auto (linked automatically), suggest (for the editor) or none, by matching.auto_threshold and
+    matching.suggest_threshold.
+    """
     from index.matching import match_records
 
     records = read_records(input_path)
     if ctx.backend.count("debunk") == 0:
         console.print("[yellow]warning:[/yellow] the index holds no debunks; import some with `piyao debunks import`")
-    k = top_k or ctx.settings.matching.top_k
+    kinds = ctx.settings.matching.embed_kinds
+    total, done = ctx.backend.vector_counts(kinds) if ctx.settings.matching.dense else (0, 0)
+    if done < total:
+        console.print(f"[yellow]note:[/yellow] {total - done} of {total} passages have no e5 vector yet (BM25 alone finds them); run `piyao embed`")
+    matcher = make_matcher(ctx, top_k=top_k)
     n = with_match = 0
+    decisions = {"auto": 0, "suggest": 0}
     with open_out(output_path) as fh, progress_bar(transient=True) as prog:
         task = prog.add_task("matching", total=len(records))
-        for r in match_records(ctx.backend, records, top_k=k, min_score=ctx.settings.matching.min_score):
+        for r in match_records(ctx.backend, records, matcher=matcher):
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
             n += 1
             with_match += bool(r["matches"])
+            best: list[dict[str, Any]] = r["matches"][:1]  # type: ignore[index]
+            for m in best:
+                if m["decision"] in decisions:
+                    decisions[m["decision"]] += 1
             prog.advance(task)
-    console.print(f"matched {with_match} of {n} claims")
+    console.print(f"matched {with_match} of {n} claims: {decisions['auto']} linked automatically, {decisions['suggest']} with a suggestion")
+
+
+@cli.command()
+@click.option("--limit", default=None, type=click.IntRange(1, None), help="Embed at most this many passages, then stop.")
+@click.pass_obj
+def embed(ctx: Context, limit: int | None) -> None:
+    """Compute the e5 vectors of indexed debunk passages that lack one (resumable; BM25 matches meanwhile)."""
+    index_pending(ctx)
+    n = embed_passages(ctx, limit=limit)
+    total, done = ctx.backend.vector_counts(ctx.settings.matching.embed_kinds)
+    console.print(f"embedded {n} passage(s); {done} of {total} passages of kinds {', '.join(ctx.settings.matching.embed_kinds)} have a vector")
 
 
 @cli.command()
@@ -677,6 +792,57 @@ def queue(ctx: Context, limit: int | None, order: str, as_json: bool) -> None:
             str(e.sources),
             e.source,
             f"{best['title']} ({best['source']})" if best else "—",
+        )
+    out.print(table)
+
+
+@cli.command()
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="Gaps to show.")
+@click.option("--window-hours", type=click.FloatRange(0, None, min_open=True), default=24.0, show_default=True,
+              help="Growth compares the sightings of the last window with those of the window before.")
+@click.option("--min-sightings", type=click.IntRange(1, None), default=1, show_default=True, help="Leave out gaps seen fewer times.")
+@click.option("--rematch", is_flag=True, help="First index new debunks and match the gaps' claims again (a new debunk closes its gaps).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per gap.")
+@click.pass_obj
+def gaps(ctx: Context, limit: int, window_hours: float, min_sightings: int, rematch: bool, as_json: bool) -> None:
+    """The gap list: flagged rumors no debunk answers, most seen and fastest growing first (write these next)."""
+    from index.backend import BackendError
+    from review.gaps import list_gaps, rematch_gaps
+
+    if rematch:
+        index_pending(ctx, show_progress=not as_json)
+        embed_passages(ctx, show_progress=not as_json)
+        try:
+            n = rematch_gaps(ctx.store, make_matcher(ctx))
+        except BackendError as exc:
+            raise UserError(str(exc)) from None
+        console.print(f"re-matched {n} gap claim(s)")
+    found = list_gaps(ctx.store, window_hours=window_hours, limit=limit, min_sightings=min_sightings)
+    if as_json:
+        for g in found:
+            click.echo(json.dumps(g.as_dict(), ensure_ascii=False))
+        return
+    if not found:
+        out.print("no gaps: every flagged claim has a debunk")
+        return
+    table = Table(title=f"待写辟谣 gap list (growth: last {window_hours:g} h vs the {window_hours:g} h before)", show_lines=True)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("传播\nseen", justify="right", no_wrap=True)
+    table.add_column("增长\ngrowth", justify="right", no_wrap=True)
+    table.add_column("说法\nclaim", ratio=3, overflow="fold")
+    table.add_column("话题\ntopic", overflow="fold")
+    table.add_column("来源\nsources", justify="right", no_wrap=True)
+    table.add_column("最接近的辟谣\nclosest debunk", ratio=2, overflow="fold")
+    for g in found:
+        near = g.closest
+        table.add_row(
+            str(g.claim_id),
+            f"{g.sightings} (+{g.recent_sightings})",
+            f"×{g.growth:.2f}",
+            g.text[:120] + (" [编辑要求 requested]" if g.reason == "needs_debunk" else ""),
+            g.topic or "—",
+            str(g.sources),
+            f"{near['title']} ({near['score']:.2f})" if near else "—",
         )
     out.print(table)
 

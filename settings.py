@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "PIYAO_"
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "config.yaml"
@@ -113,8 +113,29 @@ class ClassifierSettings(_Section):
 
 class MatchingSettings(_Section):
     top_k: int = Field(5, ge=1, le=100)
-    # Matches whose BM25 score is below this are dropped (0 keeps all).
-    min_score: float = Field(0.0, ge=0.0)
+    # Matches whose calibrated score is below this are dropped (0 keeps all).
+    min_score: float = Field(0.0, ge=0.0, le=1.0)
+    # Calibrated score at or above which a debunk is linked automatically ("auto"),
+    # and at or above which it is suggested to the editor ("suggest").
+    auto_threshold: float = Field(0.9, ge=0.0, le=1.0)
+    suggest_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    # Passages each retriever (BM25, e5) returns before fusion.
+    candidates: int = Field(50, ge=5, le=1000)
+    # Use the e5 vectors (false: BM25 only).
+    dense: bool = True
+    # Passage kinds that get an e5 vector (title, rumor, verdict, body).
+    embed_kinds: list[str] = Field(default_factory=lambda: ["title", "rumor", "verdict"])
+    # The fitted calibration (python -m index.calibrate); empty: models/matcher.json.
+    calibration: str = ""
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> "MatchingSettings":
+        if self.suggest_threshold > self.auto_threshold:
+            raise ValueError("suggest_threshold must not exceed auto_threshold")
+        bad = [k for k in self.embed_kinds if k not in ("title", "rumor", "verdict", "body")]
+        if bad:
+            raise ValueError(f"embed_kinds: unknown passage kind(s) {', '.join(bad)}; expected title, rumor, verdict, body")
+        return self
 
 
 class SpiderSettings(_Section):

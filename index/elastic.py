@@ -9,6 +9,16 @@ text by the same code as the embedded backend's.
 
 Indices are named ``<alias>-<timestamp>`` and searched through the alias, so a
 rebuild can fill a new index and swap the alias in one atomic request.
+
+Debunk passages (claim matching, index.matching) live in a second index behind
+its own alias ``<alias>_passages`` (indices ``<alias>_passages-<timestamp>``), so
+the main index's counts, keys and searches do not see them. A passage document
+(``_id`` ``"<doc key>#<position>"``) carries its jieba tokens (BM25), its raw
+text, its article's title, source, url and date, and, once ``piyao embed`` has
+computed it, its e5 vector in a ``dense_vector`` field (cosine, int8-quantized
+HNSW; kNN hits are rescored with the float vectors, so their scores are exact
+cosines). Upserts and rebuilds carry vectors over for passages whose key and text
+are unchanged; a rebuild swaps both aliases in one request.
 """
 
 from __future__ import annotations
@@ -16,12 +26,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
+import numpy as np
 from elasticsearch import ApiError, Elasticsearch, TransportError, helpers
 
 from classifier.text import tokenize
-from index.backend import BackendError, Hit, IndexDoc, SearchFilters
+from index.backend import BackendError, Hit, IndexDoc, PassageHit, SearchFilters
 from index.snippets import make_snippet
 
 logger = logging.getLogger(__name__)
@@ -29,6 +40,18 @@ logger = logging.getLogger(__name__)
 TITLE_BOOST = 3.0
 STORED_TEXT_CHARS = 20_000
 _MARK_RE = re.compile(r"\x02(.*?)\x03")
+PASSAGES_SUFFIX = "_passages"
+# Passage vectors: int8-quantized HNSW (a quarter of the float vectors' memory for the graph
+# search); the float vectors are kept and the best ``k × oversample`` candidates rescored with
+# them, so a hit's score is its exact cosine (ES's default for 384 dims, bbq_hnsw, recalls less).
+VECTOR_INDEX_OPTIONS: dict[str, Any] = {"type": "int8_hnsw"}
+KNN_RESCORE_OVERSAMPLE = 2.0
+# Elasticsearch's limits: kNN candidates per shard, and hits per request.
+_MAX_NUM_CANDIDATES = 10_000
+_MAX_WINDOW = 10_000
+# Passage ids per mget / delete-by-query request.
+_IDS_PER_REQUEST = 5_000
+_PASSAGE_SOURCE = ["key", "doc_key", "kind", "position", "text", "title", "source", "url", "date"]
 
 
 def mappings(vector_dims: int) -> dict[str, Any]:
@@ -48,6 +71,35 @@ def mappings(vector_dims: int) -> dict[str, Any]:
             "text": {"type": "text", "index": False},
             # Dense embeddings of the document (filled by the matching work; optional per document).
             "vector": {"type": "dense_vector", "dims": vector_dims, "index": True, "similarity": "cosine"},
+        },
+    }
+
+
+def passage_mappings(vector_dims: int) -> dict[str, Any]:
+    """The passages index: one document per debunk passage, "<doc key>#<position>"."""
+    return {
+        "dynamic": "strict",
+        "properties": {
+            "key": {"type": "keyword"},
+            "doc_key": {"type": "keyword"},
+            "kind": {"type": "keyword"},  # title | rumor | verdict | body
+            "position": {"type": "integer"},
+            # Space-joined jieba tokens: what BM25 searches.
+            "text_tokens": {"type": "text", "analyzer": "whitespace"},
+            "text": {"type": "text", "index": False},
+            # The article's fields: source and date filter, title and url are shown.
+            "title": {"type": "text", "index": False},
+            "source": {"type": "keyword"},
+            "url": {"type": "keyword", "index": False, "doc_values": False},
+            "date": {"type": "date", "format": "strict_date"},
+            # The passage's e5 vector (role "passage"); absent until index.embedding computes it.
+            "vector": {
+                "type": "dense_vector",
+                "dims": vector_dims,
+                "index": True,
+                "similarity": "cosine",
+                "index_options": dict(VECTOR_INDEX_OPTIONS),
+            },
         },
     }
 
@@ -73,6 +125,7 @@ class ElasticBackend:
         chunk_size: int = 500,
     ) -> None:
         self.alias = alias
+        self.passages_alias = alias + PASSAGES_SUFFIX
         self.hosts = hosts
         self.shards, self.replicas, self.vector_dims = shards, replicas, vector_dims
         self.max_retries, self.chunk_size = max_retries, chunk_size
@@ -95,8 +148,8 @@ class ElasticBackend:
         self._ensure_alias()
 
     # index management ---------------------------------------------------
-    def _new_index_name(self) -> str:
-        return f"{self.alias}-{dt.datetime.now(dt.timezone.utc):%Y%m%d%H%M%S%f}"
+    def _new_index_name(self, alias: str | None = None) -> str:
+        return f"{alias or self.alias}-{dt.datetime.now(dt.timezone.utc):%Y%m%d%H%M%S%f}"
 
     def create_index(self) -> str:
         name = self._new_index_name()
@@ -108,15 +161,40 @@ class ElasticBackend:
         )
         return name
 
+    def create_passages_index(self) -> str:
+        name = self._new_index_name(self.passages_alias)
+        self._call(
+            self.es.indices.create,
+            index=name,
+            settings={"number_of_shards": self.shards, "number_of_replicas": self.replicas},
+            mappings=passage_mappings(self.vector_dims),
+        )
+        return name
+
     def _ensure_alias(self) -> None:
-        if self._call(self.es.indices.exists_alias, name=self.alias):
-            return
-        name = self.create_index()
-        self._call(self.es.indices.put_alias, index=name, name=self.alias)
+        """Both aliases exist (a deployment from before passages gets an empty passages index: reindex fills it)."""
+        if not self._call(self.es.indices.exists_alias, name=self.alias):
+            name = self.create_index()
+            self._call(self.es.indices.put_alias, index=name, name=self.alias)
+        if not self._call(self.es.indices.exists_alias, name=self.passages_alias):
+            name = self.create_passages_index()
+            self._call(self.es.indices.put_alias, index=name, name=self.passages_alias)
+            if self.count("debunk"):
+                logger.warning("created the passages index %s: run `piyao reindex` to fill it for claim matching", name)
 
     def current_index(self) -> str:
         resp = self._call(self.es.indices.get_alias, name=self.alias)
         return sorted(resp.keys())[-1]
+
+    def current_passages_index(self) -> str:
+        resp = self._call(self.es.indices.get_alias, name=self.passages_alias)
+        return sorted(resp.keys())[-1]
+
+    def _aliased(self, alias: str) -> list[str]:
+        """The indices behind ``alias`` (none when it is missing)."""
+        if not self._call(self.es.indices.exists_alias, name=alias):
+            return []
+        return sorted(self._call(self.es.indices.get_alias, name=alias).keys())
 
     def _call(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
         try:
@@ -144,6 +222,43 @@ class ElasticBackend:
                 },
             }
 
+    def _passage_actions(self, d: IndexDoc, index: str, carried: dict[str, list[float]]) -> Iterator[dict[str, Any]]:
+        """Index actions for ``d``'s passages; ``carried`` holds vectors to keep, by passage key."""
+        date = d.date.isoformat() if d.date else None
+        for p in d.passages:
+            key = f"{d.key}#{p.position}"
+            src: dict[str, Any] = {
+                "key": key,
+                "doc_key": d.key,
+                "kind": p.kind,
+                "position": p.position,
+                "text_tokens": " ".join(tokenize(p.text)),
+                "text": p.text,
+                "title": d.title,
+                "source": d.source,
+                "url": d.url,
+                "date": date,
+            }
+            vec = carried.get(key)
+            if vec is not None:
+                src["vector"] = vec
+            yield {"_op_type": "index", "_index": index, "_id": key, "_source": src}
+
+    def _carried(self, docs: Sequence[IndexDoc]) -> dict[str, list[float]]:
+        """Vectors of the live passages of ``docs`` whose key and text are unchanged (one mget per few thousand)."""
+        want = {f"{d.key}#{p.position}": p.text for d in docs for p in d.passages}
+        out: dict[str, list[float]] = {}
+        ids = list(want)
+        for i in range(0, len(ids), _IDS_PER_REQUEST):
+            resp = self._call(
+                self.es.mget, index=self.passages_alias, ids=ids[i : i + _IDS_PER_REQUEST], source_includes=["text", "vector"]
+            )
+            for doc in resp["docs"]:
+                src = doc.get("_source") or {}
+                if doc.get("found") and src.get("vector") and src.get("text") == want.get(doc["_id"]):
+                    out[doc["_id"]] = src["vector"]
+        return out
+
     def _bulk(self, actions: Iterable[dict[str, Any]]) -> int:
         ok, errors = 0, []
         try:
@@ -169,11 +284,66 @@ class ElasticBackend:
         return ok
 
     def upsert(self, docs: Iterable[IndexDoc]) -> int:
-        n = self._bulk(self._actions(docs, self.alias))
+        """Write ``docs``; each one's passages replace its old ones (vectors of unchanged passages kept).
+
+        The new passages overwrite the old ones of the same key and only then are the old ones left
+        over deleted, so a debunk never lacks its passages in between.
+        """
+        docs = list(docs)
+        old = self._passage_ids([d.key for d in docs])
+        carried = self._carried(docs) if any(d.passages for d in docs) else {}
+
+        def actions() -> Iterator[dict[str, Any]]:
+            for d in docs:
+                yield from self._actions([d], self.alias)
+                yield from self._passage_actions(d, self.passages_alias, carried)
+
+        self._bulk(actions())
+        self._delete_passages(old - {f"{d.key}#{p.position}" for d in docs for p in d.passages})
         self.refresh()
-        return n
+        return len(docs)
+
+    def _passage_ids(self, doc_keys: Sequence[str]) -> set[str]:
+        """The ids of the (searchable) passages of these documents.
+
+        Found with a search and then removed with bulk deletes rather than with _delete_by_query,
+        which minimal Elasticsearch builds lack (it lives in the reindex module).
+        """
+        found: set[str] = set()
+        for i in range(0, len(doc_keys), 1000):
+            after: list[Any] | None = None
+            while True:
+                page: dict[str, Any] = {"search_after": after} if after else {}
+                resp = self._call(
+                    self.es.search,
+                    index=self.passages_alias,
+                    query={"bool": {"filter": [{"terms": {"doc_key": list(doc_keys[i : i + 1000])}}]}},
+                    size=_MAX_WINDOW,
+                    sort=[{"key": "asc"}],
+                    source=False,
+                    track_total_hits=False,
+                    **page,
+                )
+                hits = resp["hits"]["hits"]
+                found.update(h["_id"] for h in hits)
+                if len(hits) < _MAX_WINDOW:
+                    break
+                after = hits[-1]["sort"]
+        return found
+
+    def _delete_passages(self, ids: Iterable[str]) -> None:
+        """Delete passages by id (those already gone are fine)."""
+        actions = ({"_op_type": "delete", "_index": self.passages_alias, "_id": k} for k in sorted(ids))
+        try:
+            for success, info in helpers.streaming_bulk(self.es, actions, chunk_size=self.chunk_size, raise_on_error=False):
+                if not success and next(iter(info.values())).get("status") != 404:
+                    raise BackendError(f"Elasticsearch refused a passage delete: {_doc_error(info)}")
+        except (TransportError, ApiError) as exc:
+            raise BackendError(f"Elasticsearch delete failed: {_reason(exc)}") from None
 
     def delete(self, keys: Iterable[str]) -> int:
+        keys = list(keys)
+        passages = self._passage_ids(keys)
         actions = ({"_op_type": "delete", "_index": self.alias, "_id": k} for k in keys)
         n = 0
         try:
@@ -185,46 +355,69 @@ class ElasticBackend:
                     raise BackendError(f"Elasticsearch refused a delete: {_doc_error(info)}")
         except (TransportError, ApiError) as exc:
             raise BackendError(f"Elasticsearch delete failed: {_reason(exc)}") from None
+        self._delete_passages(passages)
         self.refresh()
         return n
 
     def refresh(self) -> None:
-        self._call(self.es.indices.refresh, index=self.alias)
+        self._call(self.es.indices.refresh, index=f"{self.alias},{self.passages_alias}")
 
     def clear(self) -> None:
-        self._call(self.es.delete_by_query, index=self.alias, query={"match_all": {}}, refresh=True, conflicts="proceed")
+        """Swap fresh, empty indices in behind both aliases (no _delete_by_query: minimal builds lack it)."""
+        self.rebuild([])
 
     def rebuild(self, docs: Iterable[IndexDoc], *, progress: Callable[[int], None] | None = None) -> int:
-        """Fill a new index, then point the alias at it in one atomic request; searches never stop."""
-        old = self._call(self.es.indices.get_alias, name=self.alias)
+        """Fill new indices (documents and passages), then point both aliases at them in one atomic
+        request; searches never stop. Vectors of unchanged passages are carried over from the live index."""
+        old = self._aliased(self.alias)
+        old_passages = self._aliased(self.passages_alias)
         new = self.create_index()
         try:
-
-            def counted() -> Iterator[IndexDoc]:
-                for d in docs:
-                    yield d
-                    if progress:
-                        progress(1)
-
-            n = self._bulk(self._actions(counted(), new))
-            self._call(self.es.indices.refresh, index=new)
-            actions = [{"add": {"index": new, "alias": self.alias}}] + [
-                {"remove": {"index": name, "alias": self.alias}} for name in old
-            ]
-            self._call(self.es.indices.update_aliases, actions=actions)
+            new_passages = self.create_passages_index()
         except BaseException:
             self.es.options(ignore_status=404).indices.delete(index=new)
             raise
-        for name in old:
+        n = 0
+        try:
+
+            def actions() -> Iterator[dict[str, Any]]:
+                nonlocal n
+                it = iter(docs)
+                while True:
+                    batch = [d for _, d in zip(range(self.chunk_size), it)]
+                    if not batch:
+                        return
+                    carried = self._carried(batch) if old_passages and any(d.passages for d in batch) else {}
+                    for d in batch:
+                        yield from self._actions([d], new)
+                        yield from self._passage_actions(d, new_passages, carried)
+                        n += 1
+                        if progress:
+                            progress(1)
+
+            self._bulk(actions())
+            self._call(self.es.indices.refresh, index=f"{new},{new_passages}")
+            swap: list[dict[str, Any]] = [
+                {"add": {"index": new, "alias": self.alias}},
+                {"add": {"index": new_passages, "alias": self.passages_alias}},
+            ]
+            swap += [{"remove": {"index": name, "alias": self.alias}} for name in old]
+            swap += [{"remove": {"index": name, "alias": self.passages_alias}} for name in old_passages]
+            self._call(self.es.indices.update_aliases, actions=swap)
+        except BaseException:
+            self.es.options(ignore_status=404).indices.delete(index=f"{new},{new_passages}")
+            raise
+        for name in old + old_passages:
             self.es.options(ignore_status=404).indices.delete(index=name)
         return n
 
     # reads ---------------------------------------------------------------
-    def _query(self, tokens: list[str], filters: SearchFilters | None) -> dict[str, Any]:
-        text = " ".join(tokens)
+    @staticmethod
+    def _filters(filters: SearchFilters | None, *, kind: bool = True) -> list[dict[str, Any]]:
+        """Filter clauses for ``filters`` (``kind=False``: passages, whose kind is not the document's)."""
         f = filters or SearchFilters()
         flt: list[dict[str, Any]] = []
-        if f.kind:
+        if f.kind and kind:
             flt.append({"term": {"kind": f.kind}})
         if f.source:
             flt.append({"term": {"source": f.source}})
@@ -235,6 +428,11 @@ class ElasticBackend:
             if f.date_to:
                 rng["lte"] = f.date_to.isoformat()
             flt.append({"range": {"date": rng}})
+        return flt
+
+    def _query(self, tokens: list[str], filters: SearchFilters | None) -> dict[str, Any]:
+        text = " ".join(tokens)
+        flt = self._filters(filters)
         # BM25F over title and body as one field, title terms weighted ×3: the same model as
         # SQLite FTS5's bm25() with column weights, so both backends rank alike.
         return {
@@ -333,8 +531,121 @@ class ElasticBackend:
         query = {"term": {"kind": kind}} if kind else {"match_all": {}}
         return {h["_id"] for h in helpers.scan(self.es, index=self.alias, query={"query": query}, _source=False)}
 
+    # passages ------------------------------------------------------------
+    def search_passages(self, tokens: list[str], *, limit: int = 50, filters: SearchFilters | None = None) -> list[PassageHit]:
+        """BM25 over the passages' jieba tokens, best first (ties by key); filters on the article's source and date."""
+        tokens = list(dict.fromkeys(tokens))[:64]
+        if not tokens or limit <= 0:
+            return []
+        resp = self._call(
+            self.es.search,
+            index=self.passages_alias,
+            query={
+                "bool": {
+                    "must": [{"match": {"text_tokens": {"query": " ".join(tokens), "operator": "or"}}}],
+                    "filter": self._filters(filters, kind=False),
+                }
+            },
+            size=min(limit, _MAX_WINDOW),
+            sort=[{"_score": "desc"}, {"key": "asc"}],
+            track_scores=True,
+            track_total_hits=False,
+            source_includes=_PASSAGE_SOURCE,
+        )
+        return [_passage_hit(h, float(h["_score"] or 0.0)) for h in resp["hits"]["hits"]]
+
+    def knn_passages(self, vector: np.ndarray, *, limit: int = 50, filters: SearchFilters | None = None) -> list[PassageHit]:
+        """Approximate kNN (HNSW) over the passage vectors, rescored exactly; ``score`` is the cosine similarity."""
+        if limit <= 0:
+            return []
+        k = min(limit, _MAX_NUM_CANDIDATES)
+        knn: dict[str, Any] = {
+            "field": "vector",
+            "query_vector": _floats(vector),
+            "k": k,
+            "num_candidates": min(_MAX_NUM_CANDIDATES, max(100, 4 * k)),
+            "rescore_vector": {"oversample": KNN_RESCORE_OVERSAMPLE},
+        }
+        flt = self._filters(filters, kind=False)
+        if flt:
+            knn["filter"] = flt
+        resp = self._call(
+            self.es.search, index=self.passages_alias, knn=knn, size=k, track_total_hits=False, source_includes=_PASSAGE_SOURCE
+        )
+        # Elasticsearch scores cosine as (1 + cos) / 2, so that scores are never negative.
+        return [_passage_hit(h, 2.0 * float(h["_score"] or 0.0) - 1.0) for h in resp["hits"]["hits"]]
+
+    def pending_vectors(self, kinds: Sequence[str], *, limit: int = 256) -> list[tuple[str, str]]:
+        if not kinds or limit <= 0:
+            return []
+        resp = self._call(
+            self.es.search,
+            index=self.passages_alias,
+            query={"bool": {"filter": [{"terms": {"kind": list(kinds)}}], "must_not": [{"exists": {"field": "vector"}}]}},
+            size=min(limit, _MAX_WINDOW),
+            sort=[{"key": "asc"}],
+            track_total_hits=False,
+            source_includes=["key", "text"],
+        )
+        return [(h["_source"]["key"], h["_source"]["text"]) for h in resp["hits"]["hits"]]
+
+    def set_vectors(self, items: Sequence[tuple[str, np.ndarray]]) -> int:
+        """Partial updates ``{"vector": [...]}`` by passage key; passages gone meanwhile (404) are skipped."""
+        if not items:
+            return 0
+        actions = (
+            {"_op_type": "update", "_index": self.passages_alias, "_id": key, "doc": {"vector": _floats(vec)}}
+            for key, vec in items
+        )
+        n, errors = 0, []
+        try:
+            for success, info in helpers.streaming_bulk(
+                self.es, actions, chunk_size=self.chunk_size, max_retries=self.max_retries, raise_on_error=False
+            ):
+                if success:
+                    n += 1
+                elif next(iter(info.values())).get("status") != 404:
+                    errors.append(info)
+        except (TransportError, ApiError) as exc:
+            raise BackendError(f"Elasticsearch vector update failed: {_reason(exc)}") from None
+        if errors:
+            first = [f"{_doc_id(e)}: {_doc_error(e)}" for e in errors[:3]]
+            raise BackendError(f"{len(errors)} vector update(s) refused by Elasticsearch, e.g. {'; '.join(first)}")
+        self._call(self.es.indices.refresh, index=self.passages_alias)
+        return n
+
+    def vector_counts(self, kinds: Sequence[str]) -> tuple[int, int]:
+        if not kinds:
+            return 0, 0
+        of_kinds = {"terms": {"kind": list(kinds)}}
+        total = self._call(self.es.count, index=self.passages_alias, query=of_kinds)["count"]
+        done = self._call(
+            self.es.count, index=self.passages_alias, query={"bool": {"filter": [of_kinds, {"exists": {"field": "vector"}}]}}
+        )["count"]
+        return int(total), int(done)
+
     def close(self) -> None:
         self.es.close()
+
+
+def _floats(vector: np.ndarray) -> list[float]:
+    return [float(x) for x in np.asarray(vector, dtype=np.float32).reshape(-1)]
+
+
+def _passage_hit(h: dict[str, Any], score: float) -> PassageHit:
+    src = h["_source"]
+    return PassageHit(
+        key=src["key"],
+        doc_key=src["doc_key"],
+        kind=src["kind"],
+        position=int(src["position"]),
+        text=src.get("text") or "",
+        score=score,
+        title=src.get("title") or "",
+        source=src.get("source") or "",
+        url=src.get("url"),
+        date=dt.date.fromisoformat(src["date"]) if src.get("date") else None,
+    )
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,4 +1,12 @@
-"""The embedded backend: SQLite FTS5 over jieba tokens, BM25 ranking. No server needed."""
+"""The embedded backend: SQLite FTS5 over jieba tokens, BM25 ranking. No server needed.
+
+Debunk passages (claim matching) live beside the documents: a ``passages`` table
+with each passage's e5 vector (float16 BLOB, NULL until ``piyao embed`` computes
+it) and a ``passages_fts`` FTS5 table. Nearest-neighbour search over the vectors
+runs in memory (index.vectors): exact numpy dot products up to
+``EXACT_LIMIT`` vectors, an HNSW graph (usearch) beyond, rebuilt only when the
+vectors changed (a generation number in the ``meta`` table).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +14,16 @@ import datetime as dt
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from classifier.text import tokenize
-from index.backend import BackendError, Hit, IndexDoc, SearchFilters
+from index.backend import BackendError, Hit, IndexDoc, PassageHit, SearchFilters
 from index.snippets import make_snippet
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from index.vectors import VectorIndex
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS {docs} (
@@ -26,26 +39,85 @@ CREATE TABLE IF NOT EXISTS {docs} (
 CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5(
     title, body, tokenize = 'unicode61 remove_diacritics 0'
 );
+CREATE TABLE IF NOT EXISTS {passages} (
+    rowid INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    doc_key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    vec BLOB
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS {passages_fts} USING fts5(
+    body, tokenize = 'unicode61 remove_diacritics 0'
+);
 """
 INDEXES = """
 CREATE INDEX IF NOT EXISTS docs_kind_source ON docs(kind, source);
 CREATE INDEX IF NOT EXISTS docs_date ON docs(date);
+CREATE INDEX IF NOT EXISTS passages_doc ON passages(doc_key);
+CREATE INDEX IF NOT EXISTS passages_pending ON passages(kind) WHERE vec IS NULL;
 """
+META = """CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE VIRTUAL TABLE IF NOT EXISTS passages_vocab USING fts5vocab(passages_fts, 'row')"""
+# Passage searches use at most this many of a claim's terms, rarest first, and skip terms found in
+# more than this share of all passages (unless no other term is left: then the rarest few).
+PASSAGE_MAX_TERMS = 16
+PASSAGE_COMMON_RATIO = 0.05
+PASSAGE_MIN_TERMS = 4
+NAMES = {"docs": "docs", "fts": "docs_fts", "passages": "passages", "passages_fts": "passages_fts"}
+BUILD_NAMES = {k: v + "_build" for k, v in NAMES.items()}
 # Title terms count three times as much as body terms.
 TITLE_WEIGHT, BODY_WEIGHT = 3.0, 1.0
 # Raw text kept for snippets; the whole text is still indexed.
 STORED_TEXT_CHARS = 20_000
 
 
-def _insert(conn: sqlite3.Connection, d: IndexDoc, docs: str = "docs", fts: str = "docs_fts") -> None:
+def _insert(
+    conn: sqlite3.Connection,
+    d: IndexDoc,
+    names: dict[str, str] = NAMES,
+    vectors: dict[tuple[str, str], bytes] | None = None,
+) -> None:
+    """Insert ``d`` and its passages; ``vectors`` maps (passage key, text) to a vector to carry over."""
     cur = conn.execute(
-        f"INSERT INTO {docs}(key, kind, source, date, url, title, text) VALUES (?,?,?,?,?,?,?)",
+        f"INSERT INTO {names['docs']}(key, kind, source, date, url, title, text) VALUES (?,?,?,?,?,?,?)",
         (d.key, d.kind, d.source, d.date.isoformat() if d.date else None, d.url, d.title, d.text[:STORED_TEXT_CHARS]),
     )
     conn.execute(
-        f"INSERT INTO {fts}(rowid, title, body) VALUES (?,?,?)",
+        f"INSERT INTO {names['fts']}(rowid, title, body) VALUES (?,?,?)",
         (cur.lastrowid, " ".join(tokenize(d.title)), " ".join(tokenize(d.text))),
     )
+    for p in d.passages:
+        pkey = f"{d.key}#{p.position}"
+        vec = (vectors or {}).get((pkey, p.text))
+        cur = conn.execute(
+            f"INSERT INTO {names['passages']}(key, doc_key, kind, position, text, vec) VALUES (?,?,?,?,?,?)",
+            (pkey, d.key, p.kind, p.position, p.text, vec),
+        )
+        conn.execute(f"INSERT INTO {names['passages_fts']}(rowid, body) VALUES (?,?)", (cur.lastrowid, " ".join(tokenize(p.text))))
+
+
+def _remove(conn: sqlite3.Connection, key: str) -> tuple[bool, dict[tuple[str, str], bytes]]:
+    """Delete a document and its passages; returns (existed, the passages' vectors by (key, text))."""
+    kept: dict[tuple[str, str], bytes] = {}
+    rows = conn.execute("SELECT rowid, key, text, vec FROM passages WHERE doc_key = ?", (key,)).fetchall()
+    for rowid, pkey, text, vec in rows:
+        if vec is not None:
+            kept[(pkey, text)] = vec
+        conn.execute("DELETE FROM passages_fts WHERE rowid = ?", (rowid,))
+    if rows:
+        conn.execute("DELETE FROM passages WHERE doc_key = ?", (key,))
+    old = conn.execute("SELECT rowid FROM docs WHERE key = ?", (key,)).fetchone()
+    if old:
+        conn.execute("DELETE FROM docs_fts WHERE rowid = ?", old)
+        conn.execute("DELETE FROM docs WHERE rowid = ?", old)
+    return bool(old), kept
+
+
+def _bump(conn: sqlite3.Connection) -> None:
+    """A new vectors generation: in-memory vector indexes reload before their next search."""
+    conn.execute("INSERT INTO meta(name, value) VALUES ('vectors_gen', 1) ON CONFLICT(name) DO UPDATE SET value = value + 1")
 
 
 def fts_query(tokens: list[str]) -> str:
@@ -67,34 +139,35 @@ class EmbeddedBackend:
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(TABLES.format(docs="docs", fts="docs_fts") + INDEXES)
+            self._db.executescript(TABLES.format(**NAMES) + INDEXES + META + ";")
         except sqlite3.Error as exc:
             raise BackendError(f"cannot open the embedded index {self.path}: {exc}") from exc
         self._lock = threading.RLock()
+        self._vectors: VectorIndex | None = None
 
     # writes --------------------------------------------------------------
     def upsert(self, docs: Iterable[IndexDoc]) -> int:
         docs = list(docs)
         with self._lock, self._db:
             for d in docs:
-                old = self._db.execute("SELECT rowid FROM docs WHERE key = ?", (d.key,)).fetchone()
-                if old:
-                    self._db.execute("DELETE FROM docs_fts WHERE rowid = ?", old)
-                    self._db.execute("DELETE FROM docs WHERE rowid = ?", old)
-                _insert(self._db, d)
+                _, kept = _remove(self._db, d.key)
+                _insert(self._db, d, vectors=kept)
+            if any(d.passages for d in docs):
+                _bump(self._db)
         return len(docs)
 
     def rebuild(self, docs: Iterable[IndexDoc], *, progress: Callable[[int], None] | None = None) -> int:
         """Fill fresh tables beside the live ones on a second connection, then swap them in one transaction.
 
         Searches (WAL mode) keep answering from the old tables until the swap commits.
+        Passage vectors already computed carry over to the new tables (same passage key and text).
         """
         conn = sqlite3.connect(str(self.path), timeout=60)
         try:
             with conn:
-                conn.execute("DROP TABLE IF EXISTS docs_fts_build")
-                conn.execute("DROP TABLE IF EXISTS docs_build")
-            conn.executescript(TABLES.format(docs="docs_build", fts="docs_fts_build"))
+                for name in BUILD_NAMES.values():
+                    conn.execute(f"DROP TABLE IF EXISTS {name}")
+            conn.executescript(TABLES.format(**BUILD_NAMES))
             n = 0
             batch: list[IndexDoc] = []
             it = iter(docs)
@@ -104,18 +177,26 @@ class EmbeddedBackend:
                     break
                 with conn:
                     for d in batch:
-                        _insert(conn, d, "docs_build", "docs_fts_build")
+                        kept: dict[tuple[str, str], bytes] = {}
+                        for pkey, text, vec in conn.execute(
+                            "SELECT key, text, vec FROM passages WHERE doc_key = ? AND vec IS NOT NULL", (d.key,)
+                        ):
+                            kept[(pkey, text)] = vec
+                        _insert(conn, d, BUILD_NAMES, kept)
                 n += len(batch)
                 if progress:
                     progress(len(batch))
             with self._lock, conn:
-                conn.execute("DROP TABLE docs_fts")
-                conn.execute("DROP TABLE docs")
-                conn.execute("ALTER TABLE docs_build RENAME TO docs")
-                conn.execute("ALTER TABLE docs_fts_build RENAME TO docs_fts")
+                # Python's sqlite3 opens no transaction before DDL: without BEGIN each DROP/RENAME would
+                # commit on its own and another process could see the tables missing.
+                conn.execute("BEGIN IMMEDIATE")
+                for key, live in NAMES.items():
+                    conn.execute(f"DROP TABLE {live}")
+                    conn.execute(f"ALTER TABLE {BUILD_NAMES[key]} RENAME TO {live}")
                 for stmt in INDEXES.split(";"):
                     if stmt.strip():
                         conn.execute(stmt)
+                _bump(conn)
         finally:
             conn.close()
         return n
@@ -124,17 +205,16 @@ class EmbeddedBackend:
         n = 0
         with self._lock, self._db:
             for key in keys:
-                old = self._db.execute("SELECT rowid FROM docs WHERE key = ?", (key,)).fetchone()
-                if old:
-                    self._db.execute("DELETE FROM docs_fts WHERE rowid = ?", old)
-                    self._db.execute("DELETE FROM docs WHERE rowid = ?", old)
-                    n += 1
+                existed, kept = _remove(self._db, key)
+                n += existed
+            _bump(self._db)
         return n
 
     def clear(self) -> None:
         with self._lock, self._db:
-            self._db.execute("DELETE FROM docs_fts")
-            self._db.execute("DELETE FROM docs")
+            for name in ("docs_fts", "docs", "passages_fts", "passages"):
+                self._db.execute(f"DELETE FROM {name}")
+            _bump(self._db)
 
     # reads ---------------------------------------------------------------
     def search(
@@ -153,15 +233,9 @@ class EmbeddedBackend:
         if f.kind:
             where.append("d.kind = ?")
             params.append(f.kind)
-        if f.source:
-            where.append("d.source = ?")
-            params.append(f.source)
-        if f.date_from:
-            where.append("d.date >= ?")
-            params.append(f.date_from.isoformat())
-        if f.date_to:
-            where.append("d.date <= ?")
-            params.append(f.date_to.isoformat())
+        more, more_params = self._parent_filters(f)
+        where += more
+        params += more_params
         sql = (
             f"SELECT d.key, d.kind, d.title, d.source, d.url, d.date, d.text, "
             f"-bm25(docs_fts, {TITLE_WEIGHT}, {BODY_WEIGHT}) AS score "
@@ -204,5 +278,152 @@ class EmbeddedBackend:
                 sql, params = sql + " WHERE kind = ?", (kind,)
             return {r[0] for r in self._db.execute(sql, params)}
 
+    # passages ------------------------------------------------------------
+    @staticmethod
+    def _parent_filters(filters: SearchFilters | None) -> tuple[list[str], list[object]]:
+        """SQL conditions on the document ``d`` for the source and date filters (kind is the caller's)."""
+        where: list[str] = []
+        params: list[object] = []
+        f = filters or SearchFilters()
+        if f.source:
+            where.append("d.source = ?")
+            params.append(f.source)
+        if f.date_from:
+            where.append("d.date >= ?")
+            params.append(f.date_from.isoformat())
+        if f.date_to:
+            where.append("d.date <= ?")
+            params.append(f.date_to.isoformat())
+        return where, params
+
+    def _query_terms(self, tokens: list[str]) -> list[str]:
+        """The claim's distinctive terms: rarest first, common ones dropped (see PASSAGE_MAX_TERMS).
+
+        FTS5 scores every passage holding any query term, so a long post's common words
+        ("网友", "视频") would make it score most of the corpus; the rare terms carry the match.
+        """
+        terms = list(dict.fromkeys(tokens))[:64]
+        marks = ",".join("?" * len(terms))
+        with self._lock:
+            df = dict(self._db.execute(f"SELECT term, doc FROM passages_vocab WHERE term IN ({marks})", terms).fetchall())
+            total = self._db.execute("SELECT max(rowid) FROM passages").fetchone()[0] or 0
+        known = sorted((t for t in terms if df.get(t)), key=lambda t: (df[t], terms.index(t)))
+        rare = [t for t in known if df[t] <= PASSAGE_COMMON_RATIO * total]
+        return (rare or known[:PASSAGE_MIN_TERMS])[:PASSAGE_MAX_TERMS]
+
+    def search_passages(self, tokens: list[str], *, limit: int = 50, filters: SearchFilters | None = None) -> list[PassageHit]:
+        terms = self._query_terms(tokens) if tokens else []
+        if not terms:
+            return []
+        where, params = self._parent_filters(filters)
+        if where:
+            sql = (
+                "SELECT p.key, p.doc_key, p.kind, p.position, p.text, -bm25(passages_fts) AS score, "
+                "d.title, d.source, d.url, d.date "
+                "FROM passages_fts JOIN passages p ON p.rowid = passages_fts.rowid JOIN docs d ON d.key = p.doc_key "
+                f"WHERE passages_fts MATCH ? {''.join(' AND ' + w for w in where)} ORDER BY score DESC, p.rowid LIMIT ?"
+            )
+        else:  # FTS5 orders by rank itself, then only the best rows are joined
+            sql = (
+                "SELECT p.key, p.doc_key, p.kind, p.position, p.text, -top.rank AS score, d.title, d.source, d.url, d.date "
+                "FROM (SELECT rowid, rank FROM passages_fts WHERE passages_fts MATCH ? ORDER BY rank LIMIT ?) top "
+                "JOIN passages p ON p.rowid = top.rowid JOIN docs d ON d.key = p.doc_key ORDER BY top.rank, p.rowid"
+            )
+        args = [fts_query(terms), *params, limit]
+        with self._lock:
+            try:
+                rows = self._db.execute(sql, args).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise BackendError(f"embedded index query failed: {exc}") from exc
+        return [_passage_hit(r) for r in rows]
+
+    def _vector_index(self) -> VectorIndex:
+        from index.vectors import VectorIndex
+
+        with self._lock:
+            gen = self._db.execute("SELECT value FROM meta WHERE name = 'vectors_gen'").fetchone()
+            gen = int(gen[0]) if gen else 0
+            if self._vectors is None or self._vectors.generation != gen:
+                rows = self._db.execute("SELECT rowid, vec FROM passages WHERE vec IS NOT NULL ORDER BY rowid").fetchall()
+                self._vectors = VectorIndex.from_blobs(rows, generation=gen, path=self.path.with_suffix(".hnsw"))
+            return self._vectors
+
+    def knn_passages(self, vector: np.ndarray, *, limit: int = 50, filters: SearchFilters | None = None) -> list[PassageHit]:
+        index = self._vector_index()
+        if not len(index):
+            return []
+        where, params = self._parent_filters(filters)
+        want = limit if not where else limit * 4
+        out: list[PassageHit] = []
+        while True:
+            found = index.search(vector, want)
+            if not found:
+                return []
+            marks = ",".join("?" * len(found))
+            sql = (
+                "SELECT p.key, p.doc_key, p.kind, p.position, p.text, 0.0, d.title, d.source, d.url, d.date, p.rowid "
+                f"FROM passages p JOIN docs d ON d.key = p.doc_key WHERE p.rowid IN ({marks})"
+                f"{''.join(' AND ' + w for w in where)}"
+            )
+            with self._lock:
+                rows = {r[-1]: r[:-1] for r in self._db.execute(sql, [*found, *params])}
+            out = []
+            for rowid, sim in found.items():
+                if rowid in rows:
+                    hit = _passage_hit(rows[rowid])
+                    hit.score = sim
+                    out.append(hit)
+            if len(out) >= limit or want >= len(index):
+                return out[:limit]
+            want = min(len(index), want * 8)
+
+    def pending_vectors(self, kinds: Sequence[str], *, limit: int = 256) -> list[tuple[str, str]]:
+        if not kinds:
+            return []
+        marks = ",".join("?" * len(kinds))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT key, text FROM passages WHERE vec IS NULL AND kind IN ({marks}) ORDER BY rowid LIMIT ?", [*kinds, limit]
+            ).fetchall()
+        return [(k, t) for k, t in rows]
+
+    def set_vectors(self, items: Sequence[tuple[str, np.ndarray]]) -> int:
+        import numpy as np
+
+        n = 0
+        with self._lock, self._db:
+            for key, vec in items:
+                blob = np.asarray(vec, dtype=np.float16).tobytes()
+                n += self._db.execute("UPDATE passages SET vec = ? WHERE key = ?", (blob, key)).rowcount
+            if n:
+                _bump(self._db)
+        return n
+
+    def vector_counts(self, kinds: Sequence[str]) -> tuple[int, int]:
+        if not kinds:
+            return 0, 0
+        marks = ",".join("?" * len(kinds))
+        with self._lock:
+            total, done = self._db.execute(
+                f"SELECT count(*), count(vec) FROM passages WHERE kind IN ({marks})", list(kinds)
+            ).fetchone()
+        return int(total), int(done)
+
     def close(self) -> None:
         self._db.close()
+
+
+def _passage_hit(row: Sequence[object]) -> PassageHit:
+    key, doc_key, kind, position, text, score, title, source, url, date = row
+    return PassageHit(
+        key=str(key),
+        doc_key=str(doc_key),
+        kind=str(kind),
+        position=int(position),  # type: ignore[call-overload]
+        text=str(text),
+        score=float(score),  # type: ignore[arg-type]
+        title=str(title),
+        source=str(source),
+        url=str(url) if url is not None else None,
+        date=dt.date.fromisoformat(str(date)) if date else None,
+    )

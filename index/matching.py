@@ -1,19 +1,146 @@
-"""Matching claims against the curated debunks in the index (BM25 over jieba tokens)."""
+"""Matching claims against the curated debunks: hybrid passage retrieval, calibrated decisions.
+
+For one claim:
+
+1. **Two retrievers over debunk passages** (index.passages: title, rumor as stated,
+   verdict, body chunks): BM25 over jieba tokens (``Backend.search_passages``) and
+   dense multilingual-e5 vectors (claim encoded with e5's ``query:`` role, passages
+   with ``passage:``; ``Backend.knn_passages``). Passages without a vector yet are
+   simply absent from the dense list: BM25 answers while embeddings are computed.
+2. **Per article**: each retriever's passage list becomes an article ranking (an
+   article's best passage); reciprocal rank fusion (RRF, k = ``rrf_k``) merges them
+   into the candidates.
+3. **A calibrated score** per candidate: logistic regression (``MatchCalibration``,
+   ``models/matcher.json``, fitted by ``python -m index.calibrate`` on labelled claim
+   sets) over backend-independent features — the RRF score, each retriever's rank,
+   the best e5 cosine, and how much of the claim's and the passage's character
+   bigrams the best passage shares. The score is the probability that the article
+   answers the claim; candidates are ranked by it.
+4. **Two thresholds** (config.yaml ``matching.auto_threshold`` and
+   ``matching.suggest_threshold``): at or above the high one the debunk is linked
+   automatically (``"auto"``), at or above the low one it is suggested to the editor
+   (``"suggest"``), below it is ``"none"``.
+
+The evidence an editor sees is the article's best passage (its kind and text).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable, Iterator
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
+import numpy as np
 from sqlalchemy import select
 
-from classifier.text import tokenize
-from index.backend import Backend, Hit, SearchFilters
+from classifier.text import normalize, tokenize
+from index.backend import Backend, PassageHit, SearchFilters
+from index.snippets import make_snippet
 from store.db import Store
 from store.models import Claim, ClaimMatch, Debunk, utcnow
 
-# Long claims are cut to their first terms; BM25 needs only the distinctive ones.
+if TYPE_CHECKING:
+    from classifier.encoder import E5Encoder
+    from settings import Settings
+
+__all__ = [
+    "DECISIONS",
+    "FEATURES",
+    "Candidate",
+    "Match",
+    "MatchCalibration",
+    "Matcher",
+    "match_records",
+    "match_stored_claims",
+    "match_text",
+]
+
+# Long claims are cut to their first distinct terms; BM25 needs only the distinctive ones.
 MAX_QUERY_TERMS = 48
+DECISIONS = ("auto", "suggest", "none")
+FEATURES = ("rrf", "bm25_rr", "dense_rr", "cosine", "in_both", "claim_cover", "passage_cover", "claim_kind")
+DEFAULT_CALIBRATION = Path(__file__).resolve().parents[1] / "models" / "matcher.json"
+
+
+@functools.lru_cache(maxsize=65536)
+def _bigrams(text: str) -> frozenset[str]:
+    s = "".join(ch for ch in normalize(text) if ch.isalnum())
+    return frozenset(s[i : i + 2] for i in range(len(s) - 1)) if len(s) > 1 else frozenset([s] if s else [])
+
+
+@dataclass
+class Candidate:
+    """One debunk article found for a claim, with the evidence and the features of the decision."""
+
+    doc_key: str
+    title: str
+    source: str
+    url: str | None
+    evidence: PassageHit
+    bm25_rank: int = 0  # 1-based article rank in the BM25 list; 0 = not found there
+    dense_rank: int = 0
+    cosine: float = 0.0  # best e5 cosine of the article's passages (0 when none had a vector or was found)
+    rrf: float = 0.0
+    claim_cover: float = 0.0
+    passage_cover: float = 0.0
+
+    @property
+    def debunk_id(self) -> int:
+        return int(self.doc_key.split(":", 1)[1])
+
+    def features(self) -> list[float]:
+        return [
+            self.rrf * 60.0,
+            1.0 / self.bm25_rank if self.bm25_rank else 0.0,
+            1.0 / self.dense_rank if self.dense_rank else 0.0,
+            self.cosine,
+            float(bool(self.bm25_rank and self.dense_rank)),
+            self.claim_cover,
+            self.passage_cover,
+            float(self.evidence.kind in ("title", "rumor")),
+        ]
+
+
+@dataclass
+class MatchCalibration:
+    """Logistic regression over ``FEATURES`` → probability that the article answers the claim."""
+
+    coef: list[float]
+    intercept: float
+    rrf_k: int = 60
+    info: dict[str, object] = field(default_factory=dict)
+
+    def score(self, feats: np.ndarray) -> np.ndarray:
+        z = np.asarray(feats, dtype=np.float64) @ np.asarray(self.coef, dtype=np.float64) + self.intercept
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"features": list(FEATURES), "coef": self.coef, "intercept": self.intercept, "rrf_k": self.rrf_k, "info": self.info}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1) + "\n", "utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "MatchCalibration":
+        try:
+            doc = json.loads(Path(path).read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read the match calibration {path}: {exc}") from None
+        if doc.get("features") != list(FEATURES):
+            raise ValueError(f"{path}: calibration features {doc.get('features')} do not match this version's {list(FEATURES)}")
+        return cls(coef=[float(c) for c in doc["coef"]], intercept=float(doc["intercept"]), rrf_k=int(doc.get("rrf_k", 60)), info=dict(doc.get("info") or {}))
+
+    @classmethod
+    def default(cls) -> "MatchCalibration":
+        """The shipped calibration (models/matcher.json), or the fallback when it is missing."""
+        return cls.load(DEFAULT_CALIBRATION) if DEFAULT_CALIBRATION.exists() else cls.fallback()
+
+    @classmethod
+    def fallback(cls) -> "MatchCalibration":
+        """Hand-set weights for when no fitted calibration exists (scores are then only roughly probabilities)."""
+        return cls(coef=[1.0, 1.0, 1.0, 12.0, 0.5, 2.0, 1.0, 0.3], intercept=-13.0, info={"fitted": False})
 
 
 @dataclass
@@ -24,57 +151,225 @@ class Match:
     score: float
     debunk_id: int
     snippet: str
+    decision: str = "none"
+    evidence_kind: str = ""
+    evidence: str = ""
 
     def as_contract(self) -> dict[str, object]:
-        return {"url": self.url, "title": self.title, "source": self.source, "score": round(self.score, 4)}
+        return {
+            "url": self.url,
+            "title": self.title,
+            "source": self.source,
+            "score": round(self.score, 4),
+            "decision": self.decision,
+            "evidence": {"kind": self.evidence_kind, "text": self.evidence},
+        }
 
 
-def match_text(backend: Backend, text: str, *, top_k: int = 5, min_score: float = 0.0) -> list[Match]:
-    """The debunks that best answer ``text``, best first."""
-    tokens = list(dict.fromkeys(tokenize(text)))[:MAX_QUERY_TERMS]
-    if not tokens:
-        return []
-    search_tokens = getattr(backend, "search_tokens", None)
-    filters = SearchFilters(kind="debunk")
-    hits: list[Hit]
-    if search_tokens is not None:
-        hits = search_tokens(tokens, limit=top_k, filters=filters)
-    else:
-        hits = backend.search(" ".join(tokens), limit=top_k, filters=filters)
-    return [
-        Match(url=h.url, title=h.title, source=h.source, score=h.score, debunk_id=h.doc_id, snippet=h.snippet)
-        for h in hits
-        if h.score >= min_score
-    ]
+class Matcher:
+    """Hybrid BM25 + e5 matching of claims against debunk passages; see the module doc."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        encoder: E5Encoder | None = None,
+        calibration: MatchCalibration | None = None,
+        top_k: int = 5,
+        candidates: int = 50,
+        auto_threshold: float = 0.9,
+        suggest_threshold: float = 0.5,
+        min_score: float = 0.0,
+        use_dense: bool = True,
+        use_bm25: bool = True,
+    ) -> None:
+        if not 0.0 <= suggest_threshold <= auto_threshold <= 1.0:
+            raise ValueError("matching thresholds must satisfy 0 <= suggest_threshold <= auto_threshold <= 1")
+        self.backend = backend
+        self.calibration = calibration or MatchCalibration.default()
+        self.top_k, self.candidates = top_k, candidates
+        self.auto_threshold, self.suggest_threshold, self.min_score = auto_threshold, suggest_threshold, min_score
+        self.use_dense, self.use_bm25 = use_dense, use_bm25
+        self._encoder = encoder
+        self._cache_path: str | Path | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, backend: Backend, *, top_k: int | None = None) -> "Matcher":
+        m = settings.matching
+        path = Path(m.calibration) if m.calibration else DEFAULT_CALIBRATION
+        if not path.is_absolute():
+            path = Path(__file__).resolve().parents[1] / path
+        if m.calibration and not path.exists():
+            raise ValueError(f"matching.calibration: no calibration file at {path}")
+        calibration = MatchCalibration.load(path) if path.exists() else MatchCalibration.fallback()
+        return cls(
+            backend,
+            encoder=None,
+            calibration=calibration,
+            top_k=top_k or m.top_k,
+            candidates=m.candidates,
+            auto_threshold=m.auto_threshold,
+            suggest_threshold=m.suggest_threshold,
+            min_score=m.min_score,
+            use_dense=m.dense,
+        ).with_cache(settings.embedding_cache_path)
+
+    def with_cache(self, cache_path: str | Path | None) -> "Matcher":
+        self._cache_path = cache_path
+        return self
+
+    @property
+    def encoder(self) -> E5Encoder:
+        if self._encoder is None:
+            from classifier.encoder import E5Encoder
+
+            self._encoder = E5Encoder(cache_path=self._cache_path)
+        return self._encoder
+
+    # -- retrieval -------------------------------------------------------------------
+    def candidates_for(self, text: str, filters: SearchFilters | None = None, *, vector: np.ndarray | None = None) -> list[Candidate]:
+        """The fused candidate articles for ``text`` (unscored), RRF order."""
+        tokens = list(dict.fromkeys(tokenize(text)))[:MAX_QUERY_TERMS]
+        bm25 = self.backend.search_passages(tokens, limit=self.candidates, filters=filters) if tokens and self.use_bm25 else []
+        dense: list[PassageHit] = []
+        if self.use_dense and normalize(text).strip():
+            if vector is None:
+                vector = self.encoder.encode([text], role="query")[0]
+            dense = self.backend.knn_passages(vector, limit=self.candidates, filters=filters)
+        k = self.calibration.rrf_k
+        cands: dict[str, Candidate] = {}
+        claim_grams = _bigrams(text)
+        seen_passages: dict[str, list[PassageHit]] = {}
+        for which, hits in (("bm25", bm25), ("dense", dense)):
+            rank = 0
+            for h in hits:
+                seen_passages.setdefault(h.doc_key, []).append(h)
+                c = cands.get(h.doc_key)
+                if c is None:
+                    c = cands[h.doc_key] = Candidate(h.doc_key, h.title, h.source, h.url, evidence=h)
+                if which == "bm25" and not c.bm25_rank:
+                    rank += 1
+                    c.bm25_rank = rank
+                    c.rrf += 1.0 / (k + rank)
+                elif which == "dense" and not c.dense_rank:
+                    rank += 1
+                    c.dense_rank = rank
+                    c.cosine = h.score
+                    c.rrf += 1.0 / (k + rank)
+                    c.evidence = h  # the nearest passage in meaning is the evidence shown
+        for key, c in cands.items():
+            best = (0.0, 0.0, c.evidence)
+            for h in seen_passages[key]:
+                grams = _bigrams(h.text)
+                shared = len(claim_grams & grams)
+                cc = shared / len(claim_grams) if claim_grams else 0.0
+                pc = shared / len(grams) if grams else 0.0
+                if cc + pc > best[0] + best[1]:
+                    best = (cc, pc, h)
+            c.claim_cover, c.passage_cover = best[0], best[1]
+            if not c.dense_rank:
+                c.evidence = best[2]
+        return sorted(cands.values(), key=lambda c: -c.rrf)
+
+    def score(self, cands: Sequence[Candidate]) -> np.ndarray:
+        if not cands:
+            return np.zeros(0)
+        return self.calibration.score(np.array([c.features() for c in cands]))
+
+    def decide(self, score: float) -> str:
+        if score >= self.auto_threshold:
+            return "auto"
+        if score >= self.suggest_threshold:
+            return "suggest"
+        return "none"
+
+    def match(self, text: str, filters: SearchFilters | None = None) -> list[Match]:
+        """The debunks that best answer ``text``, best first, each with a decision."""
+        cands = self.candidates_for(text, filters)
+        scores = self.score(cands)
+        order = np.argsort(-scores, kind="stable")[: self.top_k]
+        terms = list(dict.fromkeys(tokenize(text)))[:MAX_QUERY_TERMS] if len(order) else []
+        out = []
+        for i in order:
+            c, s = cands[int(i)], float(scores[int(i)])
+            if s < self.min_score:
+                continue
+            out.append(
+                Match(
+                    url=c.url,
+                    title=c.title,
+                    source=c.source,
+                    score=s,
+                    debunk_id=c.debunk_id,
+                    snippet=make_snippet(c.evidence.text, terms, width=200),
+                    decision=self.decide(s),
+                    evidence_kind=c.evidence.kind,
+                    evidence=c.evidence.text,
+                )
+            )
+        return out
+
+
+def match_text(backend: Backend, text: str, *, top_k: int = 5, min_score: float = 0.0, matcher: Matcher | None = None) -> list[Match]:
+    """The debunks that best answer ``text``, best first (a default Matcher unless one is given)."""
+    m = matcher or Matcher(backend, top_k=top_k, min_score=min_score)
+    return m.match(text)
 
 
 def match_records(
-    backend: Backend, records: Iterable[dict[str, object]], *, top_k: int = 5, min_score: float = 0.0
+    backend: Backend,
+    records: Iterable[dict[str, object]],
+    *,
+    top_k: int = 5,
+    min_score: float = 0.0,
+    matcher: Matcher | None = None,
 ) -> Iterator[dict[str, object]]:
-    """The `piyao match` contract: {"id", "matches": [{"url", "title", "source", "score"}, ...]} per record."""
+    """The `piyao match` contract: {"id", "matches": [{"url", "title", "source", "score", "decision", "evidence"}]}."""
+    m = matcher or Matcher(backend, top_k=top_k, min_score=min_score)
     for rec in records:
-        matches = match_text(backend, str(rec["text"]), top_k=top_k, min_score=min_score)
-        yield {"id": rec["id"], "matches": [m.as_contract() for m in matches]}
+        yield {"id": rec["id"], "matches": [x.as_contract() for x in m.match(str(rec["text"]))]}
 
 
 def match_stored_claims(
-    store: Store, backend: Backend, *, top_k: int = 5, min_score: float = 0.0, only_flagged: bool = True
+    store: Store,
+    backend: Backend,
+    *,
+    top_k: int = 5,
+    min_score: float = 0.0,
+    only_flagged: bool = True,
+    matcher: Matcher | None = None,
 ) -> tuple[int, int]:
-    """Match claims that have not been matched yet; returns (claims processed, claims with a match)."""
+    """Match claims not matched yet; returns (claims processed, claims with an auto or suggested match).
+
+    Every match is stored with its decision and evidence; "none" matches are kept too (an
+    editor may still look at them), but only auto/suggest count as answered.
+    """
+    m = matcher or Matcher(backend, top_k=top_k, min_score=min_score)
     processed = matched = 0
     with store.session() as s:
         q = select(Claim).where(Claim.matched_at.is_(None))
         if only_flagged:
             q = q.where(Claim.flagged.is_(True))
         for claim in s.scalars(q).all():
-            found = match_text(backend, claim.text, top_k=top_k, min_score=min_score)
-            existing = {m.debunk_id for m in claim.matches}
-            valid = set(s.scalars(select(Debunk.id).where(Debunk.id.in_([m.debunk_id for m in found])))) if found else set()
-            for rank, m in enumerate(found, 1):
-                if m.debunk_id in existing or m.debunk_id not in valid:
+            found = m.match(claim.text)
+            existing = {x.debunk_id for x in claim.matches}
+            valid = set(s.scalars(select(Debunk.id).where(Debunk.id.in_([x.debunk_id for x in found])))) if found else set()
+            for rank, x in enumerate(found, 1):
+                if x.debunk_id in existing or x.debunk_id not in valid:
                     continue
-                claim.matches.append(ClaimMatch(debunk_id=m.debunk_id, rank=rank, score=m.score, snippet=m.snippet))
+                claim.matches.append(
+                    ClaimMatch(
+                        debunk_id=x.debunk_id,
+                        rank=rank,
+                        score=x.score,
+                        snippet=x.snippet,
+                        decision=x.decision,
+                        evidence_kind=x.evidence_kind or None,
+                        evidence=x.evidence[:1000] or None,
+                    )
+                )
             claim.matched_at = utcnow()
             processed += 1
-            matched += bool(found)
+            matched += any(x.decision != "none" for x in found)
     return processed, matched
+

@@ -13,12 +13,23 @@ from typing import Callable, Iterator
 from sqlalchemy import delete, func, select
 
 from index.backend import Backend, IndexDoc
+from index.passages import split_passages
 from store.db import Store
 from store.models import Claim, Debunk, IndexOutbox, utcnow
 
 
 def debunk_doc(d: Debunk) -> IndexDoc:
-    return IndexDoc(key=f"debunk:{d.id}", kind="debunk", title=d.title, text=d.text, source=d.source, url=d.url, date=d.published)
+    """A debunk with its passages (the stored text is already cleaned: split it as is)."""
+    return IndexDoc(
+        key=f"debunk:{d.id}",
+        kind="debunk",
+        title=d.title,
+        text=d.text,
+        source=d.source,
+        url=d.url,
+        date=d.published,
+        passages=split_passages(d.title, d.text),
+    )
 
 
 def claim_doc(c: Claim) -> IndexDoc:

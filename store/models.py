@@ -134,6 +134,24 @@ class ClaimCluster(Base):
     last_seen: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
+class Sighting(Base):
+    """One sighting of a claim (first seen, or seen again), logged by store.writes.add_claim in the
+    same transaction, so that growth can be measured per time window (review/gaps.py).
+
+    ``cluster_id`` is the claim's cluster when it was seen (not a foreign key: a log row outlives
+    cluster changes); ``count`` is how many sightings the row stands for (1 from add_claim).
+    """
+
+    __tablename__ = "sightings"
+    __table_args__ = (Index("ix_sightings_cluster_seen", "cluster_id", "seen_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    claim_id: Mapped[int] = mapped_column(ForeignKey("claims.id", ondelete="CASCADE"), index=True)
+    cluster_id: Mapped[int | None] = mapped_column(Integer)
+    seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+
+
 class SeenUrl(Base):
     """A page a spider fetched: incremental crawls skip it until it expires (crawl.seen_expiry_hours),
     then revalidate it with If-None-Match / If-Modified-Since (crawlers/seen.py)."""
@@ -163,6 +181,11 @@ class ClaimMatch(Base):
     rank: Mapped[int] = mapped_column(Integer)
     score: Mapped[float] = mapped_column(Float)
     snippet: Mapped[str | None] = mapped_column(Text)
+    # auto (linked), suggest (shown to the editor) or none (kept, not counted as an answer).
+    decision: Mapped[str | None] = mapped_column(String(10))
+    # The passage that matched: its kind (title, rumor, verdict, body) and text.
+    evidence_kind: Mapped[str | None] = mapped_column(String(10))
+    evidence: Mapped[str | None] = mapped_column(Text)
 
     claim: Mapped[Claim] = relationship(back_populates="matches")
     debunk: Mapped[Debunk] = relationship()

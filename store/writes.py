@@ -6,6 +6,7 @@ crawled tonight and one imported from a CSV are de-duplicated the same way.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 from collections import Counter
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from classifier.text import normalize, shingles
 from store.audit import DebunkImported, DebunkUpdated
-from store.models import Claim, Debunk, IndexOutbox, utcnow
+from store.models import Claim, Debunk, IndexOutbox, Sighting, utcnow
 from store.records import ClaimIn, DebunkIn
 
 # Stored signatures are only comparable under the scheme that made them.
@@ -206,8 +207,12 @@ def add_claim(
     crawl_run_id: int | None = None,
     cluster_threshold: float | None = None,
     clusterer: Any = None,
+    seen_at: dt.datetime | None = None,
 ) -> tuple[Claim, bool]:
     """Store a claim sighting. The same claim seen again (same source id or same text) counts a sighting.
+
+    Every call also logs one ``Sighting`` row (claim, its cluster, ``seen_at``: default now) in the
+    same transaction, from which review/gaps.py measures growth per time window.
 
     A new claim joins the cluster of its near-duplicate variants (store/clusters.py; MinHash over
     3-token jieba shingles, Jaccard ≥ ``cluster_threshold``, default claims.cluster_threshold's 0.6)
@@ -226,11 +231,12 @@ def add_claim(
     row = session.scalar(select(Claim).where(Claim.source == item.source, Claim.external_id == external_id))
     if row is None:
         row = session.scalar(select(Claim).where(Claim.content_hash == chash).order_by(Claim.id).limit(1))
-    now = utcnow()
+    now = seen_at or utcnow()
     if row is not None:
         row.sightings += 1
-        row.last_seen = now
+        row.last_seen = max(row.last_seen, now) if row.last_seen else now
         record_sighting(session, row, source=item.source)
+        session.add(Sighting(claim_id=row.id, cluster_id=row.cluster_id, seen_at=now, count=1))
         return row, False
     clusters = clusterer or clusterer_for(session, threshold=cluster_threshold or DEFAULT_THRESHOLD)
     mh = claim_minhash(text, clusters.num_perm)
@@ -249,5 +255,6 @@ def add_claim(
     session.add(row)
     session.flush()
     clusters.assign(session, row, mh)
+    session.add(Sighting(claim_id=row.id, cluster_id=row.cluster_id, seen_at=now, count=1))
     enqueue(session, "claim", row.id)
     return row, True

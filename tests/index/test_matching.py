@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from index.embedded import EmbeddedBackend
-from index.matching import match_records, match_stored_claims, match_text
+from index.matching import Matcher, match_records, match_stored_claims, match_text
 from index.outbox import drain
 from store.importer import import_debunks
 from store.models import Claim, ClaimMatch, Debunk
@@ -47,7 +47,9 @@ def _check_contract(out: list[dict], top_k: int) -> None:
         scores = [m["score"] for m in rec["matches"]]
         assert scores == sorted(scores, reverse=True)
         for m in rec["matches"]:
-            assert set(m) == {"url", "title", "source", "score"}
+            assert set(m) == {"url", "title", "source", "score", "decision", "evidence"}
+            assert m["decision"] in ("auto", "suggest", "none")
+            assert set(m["evidence"]) == {"kind", "text"} and m["evidence"]["kind"] in ("title", "rumor", "verdict", "body")
             assert isinstance(m["score"], float)
             assert isinstance(m["title"], str) and isinstance(m["source"], str)
 
@@ -99,17 +101,19 @@ def test_match_stored_claims(store, indexed: EmbeddedBackend) -> None:
         junk, _ = add_claim(s, ClaimIn(source="weibo", text="qwertyuiop zxcvbnm"))
         unflagged, _ = add_claim(s, ClaimIn(source="weibo", text="保鲜膜加热会致癌"))
         tofu.flagged = junk.flagged = True
-    assert match_stored_claims(store, indexed, top_k=2) == (2, 1)
+    matcher = Matcher(indexed, top_k=2, use_dense=False, auto_threshold=0.99, suggest_threshold=0.0)
+    assert match_stored_claims(store, indexed, matcher=matcher) == (2, 1)
     with store.session() as s:
         rows = s.scalars(select(ClaimMatch).where(ClaimMatch.claim_id == tofu.id).order_by(ClaimMatch.rank)).all()
         assert [m.rank for m in rows] == [1, 2][: len(rows)] and rows
         assert s.get(Debunk, rows[0].debunk_id).url == TOFU_URL
         assert "<mark>" in (rows[0].snippet or "")
+        assert rows[0].decision in ("auto", "suggest") and rows[0].evidence and rows[0].evidence_kind
         assert s.get(Claim, unflagged.id).matched_at is None
         assert s.get(Claim, junk.id).matched_at is not None
     # Matched claims are not matched again.
-    assert match_stored_claims(store, indexed) == (0, 0)
-    assert match_stored_claims(store, indexed, only_flagged=False) == (1, 1)
+    assert match_stored_claims(store, indexed, matcher=matcher) == (0, 0)
+    assert match_stored_claims(store, indexed, only_flagged=False, matcher=matcher) == (1, 1)
 
 
 # --------------------------------------------------------------------------- CLI
