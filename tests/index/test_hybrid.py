@@ -198,6 +198,20 @@ def test_calibration_fits_and_thresholds_follow_the_criteria(embedded: EmbeddedB
     cal.save(embedded.path.with_name("matcher.json"))
     again = MatchCalibration.load(embedded.path.with_name("matcher.json"))
     assert np.allclose(again.score(X), s)
+    # A changed model file is refused (its SHA-256 is in the JSON file).
+    model_file = embedded.path.with_name("matcher.skops")
+    model_file.write_bytes(model_file.read_bytes() + b"\0")
+    with pytest.raises(ValueError, match="SHA-256"):
+        MatchCalibration.load(embedded.path.with_name("matcher.json"))
+
+
+def test_the_shipped_calibration_loads_and_matches_the_config() -> None:
+    from settings import load_settings
+
+    cal = MatchCalibration.default()
+    assert cal.kind == "gbdt" and cal.info.get("fitted") is True
+    m = load_settings(environ={}).matching
+    assert m.auto_threshold == cal.info["auto_threshold"] and m.suggest_threshold == cal.info["suggest_threshold"]
 
 
 def test_choose_thresholds_on_known_scores() -> None:
