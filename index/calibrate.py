@@ -16,7 +16,9 @@ into a probability. The thresholds are then read off the same development data:
 * ``suggest_threshold``: the lowest score at which suggestions (each claim's top
   candidates, on all claims) are right at least ``--suggest-precision`` of the time.
 
-Both go into the calibration file's ``info`` and are printed as config.yaml lines;
+The scores thresholds are read from are out-of-fold (5 folds by claim): in-sample scores
+would be overconfident and the thresholds too low. Both go into the calibration file's
+``info`` and are printed as config.yaml lines;
 config.yaml holds the values in use. Measure on held-out sets with ``piyao eval-match``.
 """
 
@@ -34,7 +36,7 @@ import numpy as np
 from index.evaluate import EvalItem, read_eval
 from index.matching import FEATURES, MatchCalibration, Matcher
 
-__all__ = ["collect", "fit", "choose_thresholds"]
+__all__ = ["collect", "fit", "out_of_fold", "choose_thresholds"]
 
 
 def collect(matcher: Matcher, items: Sequence[EvalItem], *, progress: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,6 +72,26 @@ def fit(X: np.ndarray, y: np.ndarray, *, kind: str = "gbdt", C: float = 1.0, rrf
     coef = lr.coef_[0] / sd
     intercept = float(lr.intercept_[0] - np.sum(lr.coef_[0] * mu / sd))
     return MatchCalibration(coef=[float(c) for c in coef], intercept=intercept, rrf_k=rrf_k)
+
+
+def out_of_fold(X: np.ndarray, y: np.ndarray, group: np.ndarray, *, kind: str = "gbdt", C: float = 1.0, folds: int = 5) -> np.ndarray:
+    """Each candidate's score from a model fitted without its claim (claims split into ``folds`` groups).
+
+    Thresholds read off in-sample scores would be too low: a model scores the data it was fitted
+    on more confidently than new claims.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    scores = np.zeros(len(y))
+    n = min(folds, len(np.unique(group)))
+    if n < 2:
+        return fit(X, y, kind=kind, C=C).score(X)
+    for train, test in GroupKFold(n_splits=n).split(X, y, group):
+        if len(np.unique(y[train])) < 2:
+            scores[test] = float(y[train].mean()) if len(train) else 0.0
+            continue
+        scores[test] = fit(X[train], y[train], kind=kind, C=C).score(X[test])
+    return scores
 
 
 def choose_thresholds(
@@ -136,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         task = prog.add_task("candidates", total=len(items))
         X, y, group = collect(matcher, items, progress=lambda n: prog.advance(task, n))
     cal = fit(X, y, kind=args.kind, C=args.C, rrf_k=matcher.calibration.rrf_k)
-    scores = cal.score(X)
+    scores = out_of_fold(X, y, group, kind=args.kind, C=args.C)
     has_gold = np.array([bool(it.gold) for it in items])
     th = choose_thresholds(
         scores, y, group, has_gold,

@@ -229,10 +229,12 @@ class Matcher:
         top_k: int = 5,
         candidates: int = 50,
         auto_threshold: float = 0.8696,
-        suggest_threshold: float = 0.0438,
+        suggest_threshold: float = 0.0715,
         min_score: float = 0.0,
         use_dense: bool = True,
         use_bm25: bool = True,
+        query_max_chars: int = 128,
+        encoder_threads: int = 0,
     ) -> None:
         if not 0.0 <= suggest_threshold <= auto_threshold <= 1.0:
             raise ValueError("matching thresholds must satisfy 0 <= suggest_threshold <= auto_threshold <= 1")
@@ -243,6 +245,7 @@ class Matcher:
         self.use_dense, self.use_bm25 = use_dense, use_bm25
         self._encoder = encoder
         self._cache_path: str | Path | None = None
+        self.query_max_chars, self.encoder_threads = query_max_chars, encoder_threads
 
     @classmethod
     def from_settings(cls, settings: Settings, backend: Backend, *, top_k: int | None = None) -> "Matcher":
@@ -263,6 +266,8 @@ class Matcher:
             suggest_threshold=m.suggest_threshold,
             min_score=m.min_score,
             use_dense=m.dense,
+            query_max_chars=m.query_max_chars,
+            encoder_threads=m.encoder_threads,
         ).with_cache(settings.embedding_cache_path)
 
     def with_cache(self, cache_path: str | Path | None) -> "Matcher":
@@ -274,7 +279,9 @@ class Matcher:
         if self._encoder is None:
             from classifier.encoder import E5Encoder
 
-            self._encoder = E5Encoder(cache_path=self._cache_path)
+            self._encoder = E5Encoder(
+                cache_path=self._cache_path, max_chars=self.query_max_chars, num_threads=self.encoder_threads or None
+            )
         return self._encoder
 
     # -- retrieval -------------------------------------------------------------------

@@ -52,8 +52,27 @@ def corpus_parts(tmp_path: Path) -> tuple[Path, Path]:
     return a, b
 
 
+def _drop(es_url: str, alias: str) -> None:
+    """Delete the test's indices: the documents' and the passages' (index.elastic)."""
+    from elasticsearch import Elasticsearch
+
+    es = Elasticsearch([es_url])
+    try:
+        es.options(ignore_status=404).indices.delete(index=f"{alias}-*,{alias}_passages-*", expand_wildcards="all")
+    finally:
+        es.close()
+
+
 def test_outage_loses_nothing(es_url: str, tmp_path: Path, corpus_parts: tuple[Path, Path]) -> None:
-    env = _env(es_url, tmp_path / "data", f"piyao-outage-{uuid.uuid4().hex[:8]}")
+    alias = f"piyao-outage-{uuid.uuid4().hex[:8]}"
+    try:
+        _outage(es_url, tmp_path, corpus_parts, alias)
+    finally:
+        _drop(es_url, alias)
+
+
+def _outage(es_url: str, tmp_path: Path, corpus_parts: tuple[Path, Path], alias: str) -> None:
+    env = _env(es_url, tmp_path / "data", alias)
     part1, part2 = corpus_parts
     res = piyao(env, "debunks", "import", str(part1))
     assert res.returncode == 0, res.stderr
@@ -96,8 +115,8 @@ def test_reindex_swaps_the_alias_and_search_agrees(es_url: str, tmp_path: Path, 
         hits = [json.loads(line) for line in piyao(env, "search", "碘钾片", "防辐射", "--json").stdout.splitlines()]
         assert hits and "碘钾片" in hits[0]["title"]
     finally:
-        b.es.indices.delete(index=b.current_index())
         b.close()
+        _drop(es_url, alias)
 
 
 def test_wrong_url_is_one_clear_error(tmp_path: Path) -> None:
