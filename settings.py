@@ -117,8 +117,8 @@ class MatchingSettings(_Section):
     min_score: float = Field(0.0, ge=0.0, le=1.0)
     # Calibrated score at or above which a debunk is linked automatically ("auto"),
     # and at or above which it is suggested to the editor ("suggest").
-    auto_threshold: float = Field(0.8696, ge=0.0, le=1.0)
-    suggest_threshold: float = Field(0.0715, ge=0.0, le=1.0)
+    auto_threshold: float = Field(0.8746, ge=0.0, le=1.0)
+    suggest_threshold: float = Field(0.0665, ge=0.0, le=1.0)
     # Passages each retriever (BM25, e5) returns before fusion.
     candidates: int = Field(50, ge=5, le=1000)
     # Use the e5 vectors (false: BM25 only).

@@ -62,7 +62,7 @@ META = """CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER 
 CREATE VIRTUAL TABLE IF NOT EXISTS passages_vocab USING fts5vocab(passages_fts, 'row')"""
 # Passage searches use at most this many of a claim's terms, rarest first, and skip terms found in
 # more than this share of all passages (unless no other term is left: then the rarest few).
-PASSAGE_MAX_TERMS = 16
+PASSAGE_MAX_TERMS = 10
 PASSAGE_COMMON_RATIO = 0.05
 PASSAGE_MIN_TERMS = 4
 NAMES = {"docs": "docs", "fts": "docs_fts", "passages": "passages", "passages_fts": "passages_fts"}
