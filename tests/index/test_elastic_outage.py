@@ -58,7 +58,10 @@ def _drop(es_url: str, alias: str) -> None:
 
     es = Elasticsearch([es_url])
     try:
-        es.options(ignore_status=404).indices.delete(index=f"{alias}-*,{alias}_passages-*", expand_wildcards="all")
+        # Deleting by wildcard is refused (action.destructive_requires_name): resolve the names first.
+        names = list(es.options(ignore_status=404).indices.get(index=f"{alias}-*,{alias}_passages-*"))
+        for name in names:
+            es.options(ignore_status=404).indices.delete(index=name)
     finally:
         es.close()
 
