@@ -98,7 +98,8 @@ def test_run_bench_json_shape(mb, base, tmp_path, monkeypatch):
     queries, info = mb.build_queries(base, tmp_path / "no-eval", 4, seed=7)  # no eval sets: title questions
     assert len(queries) == 5 and info["mix"]["title_question"] == 4
     sizes = [8, 3 * base.passages]
-    out = mb.run_bench(base, queries, sizes=sizes, backends=["embedded"], seed=7, workdir=tmp_path, isolate=False)
+    out = mb.run_bench(base, queries, sizes=sizes, backends=["embedded"], seed=7, workdir=tmp_path, isolate=False,
+                       retries=0, quiet_wait=0)
     json.dumps(out)  # serializable
     cells = out["backends"]["embedded"]
     assert set(cells) == {str(s) for s in sizes}
@@ -113,6 +114,7 @@ def test_run_bench_json_shape(mb, base, tmp_path, monkeypatch):
         assert c["breakdown"]["encode"]["mean_ms"] > 0 and c["breakdown"]["knn"]["mean_ms"] > 0
         assert c["build_seconds"] >= 0
         assert set(c["cpu_during_queries"]) == {"bench", "elasticsearch", "other_processes"}
+        assert len(c["attempts"]) == 1 and isinstance(c["disturbed"], bool)
     assert cells[str(sizes[1])]["copies"] > 0
     g = out["growth"]["embedded"]
     key = "p95(%d)/p95(8)" % sizes[1]
