@@ -98,13 +98,17 @@ def _insert(
         conn.execute(f"INSERT INTO {names['passages_fts']}(rowid, body) VALUES (?,?)", (cur.lastrowid, " ".join(tokenize(p.text))))
 
 
+def _vectors_of(conn: sqlite3.Connection, doc_key: str) -> dict[tuple[str, str], bytes]:
+    """The live passage vectors of a document by (passage key, text), to carry over to its new passages."""
+    rows = conn.execute("SELECT key, text, vec FROM passages WHERE doc_key = ? AND vec IS NOT NULL", (doc_key,))
+    return {(pkey, text): vec for pkey, text, vec in rows}
+
+
 def _remove(conn: sqlite3.Connection, key: str) -> tuple[bool, dict[tuple[str, str], bytes]]:
     """Delete a document and its passages; returns (existed, the passages' vectors by (key, text))."""
-    kept: dict[tuple[str, str], bytes] = {}
-    rows = conn.execute("SELECT rowid, key, text, vec FROM passages WHERE doc_key = ?", (key,)).fetchall()
-    for rowid, pkey, text, vec in rows:
-        if vec is not None:
-            kept[(pkey, text)] = vec
+    kept = _vectors_of(conn, key)
+    rows = conn.execute("SELECT rowid FROM passages WHERE doc_key = ?", (key,)).fetchall()
+    for (rowid,) in rows:
         conn.execute("DELETE FROM passages_fts WHERE rowid = ?", (rowid,))
     if rows:
         conn.execute("DELETE FROM passages WHERE doc_key = ?", (key,))
@@ -177,12 +181,7 @@ class EmbeddedBackend:
                     break
                 with conn:
                     for d in batch:
-                        kept: dict[tuple[str, str], bytes] = {}
-                        for pkey, text, vec in conn.execute(
-                            "SELECT key, text, vec FROM passages WHERE doc_key = ? AND vec IS NOT NULL", (d.key,)
-                        ):
-                            kept[(pkey, text)] = vec
-                        _insert(conn, d, BUILD_NAMES, kept)
+                        _insert(conn, d, BUILD_NAMES, _vectors_of(conn, d.key))
                 n += len(batch)
                 if progress:
                     progress(len(batch))
