@@ -604,7 +604,7 @@ def run_cell(
         timer = Timer()
         backend.search_passages = timer.wrap("bm25", backend.search_passages)
         backend.knn_passages = timer.wrap("knn", backend.knn_passages)
-        matcher = Matcher.from_settings(settings, backend).with_cache(None)
+        matcher = Matcher.from_settings(settings, backend)
         max_chars = int(getattr(matcher, "query_max_chars", 256))
         n_threads = threads or int(getattr(matcher, "encoder_threads", 0) or 0)
         encoder = E5Encoder(memory_items=0, max_chars=max_chars, num_threads=n_threads or None)

@@ -228,14 +228,21 @@ class Matcher:
         calibration: MatchCalibration | None = None,
         top_k: int = 5,
         candidates: int = 50,
-        auto_threshold: float = 0.8746,
-        suggest_threshold: float = 0.0665,
+        auto_threshold: float | None = None,
+        suggest_threshold: float | None = None,
         min_score: float = 0.0,
         use_dense: bool = True,
         use_bm25: bool = True,
         query_max_chars: int = 128,
         encoder_threads: int = 0,
+        cache_path: str | Path | None = None,
     ) -> None:
+        from settings import MatchingSettings
+
+        # Unset thresholds are the configured defaults (settings.MatchingSettings, config.yaml).
+        fields = MatchingSettings.model_fields
+        auto_threshold = fields["auto_threshold"].default if auto_threshold is None else auto_threshold
+        suggest_threshold = fields["suggest_threshold"].default if suggest_threshold is None else suggest_threshold
         if not 0.0 <= suggest_threshold <= auto_threshold <= 1.0:
             raise ValueError("matching thresholds must satisfy 0 <= suggest_threshold <= auto_threshold <= 1")
         self.backend = backend
@@ -244,7 +251,7 @@ class Matcher:
         self.auto_threshold, self.suggest_threshold, self.min_score = auto_threshold, suggest_threshold, min_score
         self.use_dense, self.use_bm25 = use_dense, use_bm25
         self._encoder = encoder
-        self._cache_path: str | Path | None = None
+        self._cache_path = cache_path
         self.query_max_chars, self.encoder_threads = query_max_chars, encoder_threads
 
     @classmethod
@@ -268,11 +275,8 @@ class Matcher:
             use_dense=m.dense,
             query_max_chars=m.query_max_chars,
             encoder_threads=m.encoder_threads,
-        ).with_cache(settings.embedding_cache_path)
-
-    def with_cache(self, cache_path: str | Path | None) -> "Matcher":
-        self._cache_path = cache_path
-        return self
+            cache_path=settings.embedding_cache_path,
+        )
 
     @property
     def encoder(self) -> E5Encoder:
