@@ -266,7 +266,9 @@ def read_records(path: str) -> list[dict[str, Any]]:
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text") from None
     records = []
-    for n, line in enumerate(text.splitlines(), 1):
+    # Only "\n" ends a JSONL line: str.splitlines() would also split inside strings holding U+2028,
+    # U+0085 and the like, which JSON allows unescaped (crawled text has them).
+    for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:

@@ -170,3 +170,15 @@ def test_cli_match_line_without_text_exits_2(clean_env: Path, tmp_path: Path) ->
     r = CliRunner().invoke(cli, ["match", "--input", str(inp), "--output", str(tmp_path / "o.jsonl")])
     assert r.exit_code == 2
     assert f"{inp}:3:" in r.stderr and "Traceback" not in r.output
+
+
+def test_cli_match_keeps_a_text_holding_a_line_separator(clean_env: Path, tmp_path: Path) -> None:
+    from pipeline import cli
+
+    _import_with_cli()
+    inp = tmp_path / "claims.jsonl"
+    inp.write_text(json.dumps({"id": "u", "text": "吃腐乳会致癌\u2028腐乳是发霉的豆腐"}, ensure_ascii=False) + "\r\n", encoding="utf-8")
+    r = CliRunner().invoke(cli, ["match", "--input", str(inp), "--output", "-"])
+    assert r.exit_code == 0, r.output
+    out = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert [o["id"] for o in out] == ["u"] and out[0]["matches"][0]["url"] == TOFU_URL
