@@ -882,6 +882,186 @@ def demo(ctx: Context, port: int) -> None:
     click_ctx.invoke(status, as_json=False)
 
 
+# --------------------------------------------------------------------------- web app and accounts
+@cli.command()
+@click.option("--host", default=None, help="Address to listen on (default: web.host).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: web.port).")
+@click.pass_obj
+def serve(ctx: Context, host: str | None, port: int | None) -> None:
+    """Run the editors' web app and the REST API (uvicorn)."""
+    import uvicorn
+
+    from review.web import create_app
+
+    app = create_app(ctx.settings, store=ctx.store)
+    host = host or ctx.settings.web.host
+    port = port or ctx.settings.web.port
+    console.print(f"piyao: serving on http://{host}:{port}/ (API docs: /api/docs)")
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(click.prompt("password", hide_input=True, confirmation_prompt=True, err=True))
+
+
+@cli.group()
+def users() -> None:
+    """Editors' accounts: add, list, disable, enable, passwd."""
+
+
+@users.command("add")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["admin", "editor", "viewer"]), default="editor", show_default=True)
+@click.option("--name", "display_name", default=None, help="Display name.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin (else: prompt).")
+@click.pass_obj
+def users_add(ctx: Context, username: str, role: str, display_name: str | None, password_stdin: bool) -> None:
+    from review.accounts import AccountError, create_user
+
+    try:
+        user = create_user(ctx.store, username, _password(password_stdin), role, display_name=display_name)
+    except AccountError as exc:
+        raise UserError(str(exc)) from None
+    click.echo(f"added {user.username} ({role})")
+
+
+@users.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def users_list(ctx: Context, as_json: bool) -> None:
+    from review.accounts import list_users
+
+    rows = list_users(ctx.store)
+    if as_json:
+        for u in rows:
+            click.echo(json.dumps({"username": u.username, "role": u.role, "disabled": u.disabled,
+                                   "display_name": u.display_name,
+                                   "last_login_at": u.last_login_at.isoformat() if u.last_login_at else None}, ensure_ascii=False))
+        return
+    table = Table("user", "role", "status", "last login")
+    for u in rows:
+        table.add_row(u.username, u.role, "disabled" if u.disabled else "active",
+                      u.last_login_at.strftime("%Y-%m-%d %H:%M") if u.last_login_at else "")
+    out.print(table)
+
+
+@users.command("disable")
+@click.argument("username")
+@click.pass_obj
+def users_disable(ctx: Context, username: str) -> None:
+    """Disable an account: its sessions and tokens stop working at once."""
+    from review.accounts import AccountError, set_disabled
+
+    try:
+        set_disabled(ctx.store, username, True)
+    except AccountError as exc:
+        raise UserError(str(exc)) from None
+    click.echo(f"disabled {username}")
+
+
+@users.command("enable")
+@click.argument("username")
+@click.pass_obj
+def users_enable(ctx: Context, username: str) -> None:
+    from review.accounts import AccountError, set_disabled
+
+    try:
+        set_disabled(ctx.store, username, False)
+    except AccountError as exc:
+        raise UserError(str(exc)) from None
+    click.echo(f"enabled {username}")
+
+
+@users.command("passwd")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin (else: prompt).")
+@click.pass_obj
+def users_passwd(ctx: Context, username: str, password_stdin: bool) -> None:
+    """Set a new password (open sessions end)."""
+    from review.accounts import AccountError, set_password
+
+    try:
+        set_password(ctx.store, username, _password(password_stdin))
+    except AccountError as exc:
+        raise UserError(str(exc)) from None
+    click.echo(f"password changed for {username}")
+
+
+@cli.group()
+def partners() -> None:
+    """Partner platforms that push claims through the API."""
+
+
+@partners.command("add")
+@click.argument("name")
+@click.option("--webhook", "webhook_url", default=None, help="URL that receives signed decision callbacks.")
+@click.pass_obj
+def partners_add(ctx: Context, name: str, webhook_url: str | None) -> None:
+    """Add a partner; prints its webhook signing secret once."""
+    from review.accounts import AccountError, create_partner
+
+    try:
+        _, secret = create_partner(ctx.store, name, webhook_url=webhook_url)
+    except AccountError as exc:
+        raise UserError(str(exc)) from None
+    click.echo(f"added partner {name}; webhook signing secret (shown once): {secret}")
+
+
+@partners.command("list")
+@click.pass_obj
+def partners_list(ctx: Context) -> None:
+    from store.models import Partner
+
+    with ctx.store.session() as s:
+        for p in s.scalars(select(Partner).order_by(Partner.name)):
+            click.echo(json.dumps({"name": p.name, "webhook_url": p.webhook_url, "disabled": p.disabled}, ensure_ascii=False))
+
+
+@cli.group()
+def tokens() -> None:
+    """REST API tokens: one partner's, or acting as one user."""
+
+
+@tokens.command("add")
+@click.option("--partner", default=None, help="The partner the token belongs to.")
+@click.option("--user", default=None, help="The user the token acts as.")
+@click.option("--note", default=None, help="What the token is for.")
+@click.pass_obj
+def tokens_add(ctx: Context, partner: str | None, user: str | None, note: str | None) -> None:
+    """Make a token; it is printed once and only its hash is stored."""
+    from review.accounts import AccountError, create_token
+
+    try:
+        token_id, token = create_token(ctx.store, partner=partner, user=user, note=note)
+    except AccountError as exc:
+        raise UserError(str(exc)) from None
+    click.echo(f"token {token_id} (shown once): {token}")
+
+
+@tokens.command("list")
+@click.pass_obj
+def tokens_list(ctx: Context) -> None:
+    from review.accounts import list_tokens
+
+    for t in list_tokens(ctx.store):
+        click.echo(json.dumps({k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in t.items()}, ensure_ascii=False))
+
+
+@tokens.command("revoke")
+@click.argument("token_id", type=int)
+@click.pass_obj
+def tokens_revoke(ctx: Context, token_id: int) -> None:
+    from review.accounts import AccountError, revoke_token
+
+    try:
+        revoke_token(ctx.store, token_id)
+    except AccountError as exc:
+        raise UserError(str(exc)) from None
+    click.echo(f"revoked token {token_id}")
+
+
 def main() -> None:
     try:
         cli(prog_name="piyao")

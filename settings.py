@@ -219,6 +219,30 @@ class QueueSettings(_Section):
     limit: int = Field(20, ge=1, le=10_000)
 
 
+class WebSettings(_Section):
+    # `piyao serve` listens here (loopback by default; put a TLS proxy in front for other hosts).
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    # Key that signs session cookies; empty: a random key kept in <data_dir>/web_secret (mode 0600).
+    secret_key: str = ""
+    # Send cookies over HTTPS only (set true behind a TLS proxy).
+    secure_cookies: bool = False
+    session_hours: float = Field(12.0, gt=0, le=24 * 30)
+    # Login rate limit: at most this many failures per account, and per address, within the window.
+    login_max_failures: int = Field(5, ge=1, le=1000)
+    login_window_minutes: float = Field(15.0, gt=0)
+    # Rows per page in the queue, search and audit log.
+    page_size: int = Field(20, ge=5, le=200)
+    # Input limits for forms and API fields (characters).
+    max_text_chars: int = Field(5000, ge=100, le=200_000)
+    max_body_chars: int = Field(100_000, ge=1000, le=1_000_000)
+    # Claims per intake call.
+    max_intake_items: int = Field(50, ge=1, le=1000)
+    # Webhook calls: seconds to wait for the partner, attempts before giving up (backoff doubles from 30 s).
+    webhook_timeout: float = Field(5.0, gt=0, le=60)
+    webhook_max_attempts: int = Field(6, ge=1, le=50)
+
+
 class Settings(_Section):
     # Where the database, index and crawl jobs live; PIYAO_DATA_DIR or --data-dir override it.
     data_dir: str = "var"
@@ -230,6 +254,7 @@ class Settings(_Section):
     crawl: CrawlSettings = Field(default_factory=lambda: CrawlSettings())
     queue: QueueSettings = Field(default_factory=lambda: QueueSettings())
     claims: ClaimsSettings = Field(default_factory=lambda: ClaimsSettings())
+    web: WebSettings = Field(default_factory=lambda: WebSettings())
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

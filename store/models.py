@@ -51,6 +51,12 @@ class Debunk(Base):
     minhash: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    # An editor's short summary (the web app); NULL for crawled and imported articles.
+    summary: Mapped[str | None] = mapped_column(Text)
+    # Optimistic locking: an edit made against an older version is refused (two editors, one article).
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+    __mapper_args__ = {"version_id_col": version}
 
 
 class CrawlRun(Base):
@@ -104,6 +110,8 @@ class Claim(Base):
     matched_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     # new → queued → confirmed | dismissed | needs_debunk
     status: Mapped[str] = mapped_column(String(20), default="new", index=True)
+    # Marked urgent by an editor (应急科普: answer first).
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     matches: Mapped[list[ClaimMatch]] = relationship(
@@ -186,6 +194,9 @@ class ClaimMatch(Base):
     # The passage that matched: its kind (title, rumor, verdict, body) and text.
     evidence_kind: Mapped[str | None] = mapped_column(String(10))
     evidence: Mapped[str | None] = mapped_column(Text)
+    # An editor confirmed that this debunk answers the claim (the web app's "confirm and link").
+    linked: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    linked_by: Mapped[str | None] = mapped_column(String(100))
 
     claim: Mapped[Claim] = relationship(back_populates="matches")
     debunk: Mapped[Debunk] = relationship()
@@ -236,3 +247,98 @@ class IndexOutbox(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class User(Base):
+    """An editor's account. Roles: admin (everything, accounts too), editor (reviews, debunks), viewer (reads)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(100))
+    # argon2id (argon2-cffi's PasswordHasher), never the password.
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(10))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Bumped when the account is disabled or its password changes: older session cookies stop working.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class Partner(Base):
+    """A partner platform that pushes suspect posts through the API and receives verdicts by webhook."""
+
+    __tablename__ = "partners"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    # HMAC-SHA256 key for the X-Piyao-Signature header of webhook calls.
+    webhook_secret: Mapped[str | None] = mapped_column(String(128))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token for the REST API, scoped to one partner or acting as one user. Only its SHA-256 is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters of the token, to tell tokens apart in listings.
+    prefix: Mapped[str] = mapped_column(String(16))
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    note: Mapped[str | None] = mapped_column(String(200))
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class LoginAttempt(Base):
+    """One login attempt, for rate limiting by account and by address (web.login_*)."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_user_at", "username", "at"), Index("ix_login_attempts_ip_at", "ip", "at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    ip: Mapped[str] = mapped_column(String(64))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class PartnerSubmission(Base):
+    """A claim a partner pushed through the API, under the partner's own post id."""
+
+    __tablename__ = "partner_submissions"
+    __table_args__ = (UniqueConstraint("partner_id", "external_id", name="uq_submission_partner_external"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"))
+    claim_id: Mapped[int] = mapped_column(ForeignKey("claims.id", ondelete="CASCADE"), index=True)
+    external_id: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """An outbox row for a signed webhook call, written in the same transaction as the decision it reports;
+    delivered (with retries) by review.webhooks, so a partner's outage loses nothing."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_status", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(50))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # pending | delivered | failed (gave up after web.webhook_max_attempts)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
