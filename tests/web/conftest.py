@@ -91,3 +91,11 @@ def login_as(app: Any, accounts: dict[str, Any]) -> Callable[[str], tuple[TestCl
     yield make  # type: ignore[misc]
     for c in opened:
         c.close()
+
+
+@pytest.fixture
+def seeded(app: Any, store: Store, accounts: dict[str, Any]) -> dict[str, Any]:
+    """The seed working set (tests/web/seed.py) in the app's store and embedded index."""
+    from tests.web.seed import seed
+
+    return seed(store, app.state.heavy.backend())
