@@ -12,7 +12,7 @@ export PIYAO_ES_PORT = $(ES_PORT)
 export PIYAO_PG_PORT = $(PG_PORT)
 export PIYAO_REDIS_PORT = $(REDIS_PORT)
 
-.PHONY: install install-test demo test services services-stop clean-demo
+.PHONY: install install-test demo test services services-stop browser clean-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,8 +47,12 @@ services-stop:
 	-bash scripts/postgres.sh stop
 	-bash scripts/redis.sh stop
 
+# Debian's Chromium and a CJK font for the browser tests (Playwright drives it; root installs it once).
+browser:
+	bash scripts/chromium.sh install
+
 # The Elasticsearch and PostgreSQL tests find the services through these variables.
-test: install-test services
+test: install-test services browser
 	PIYAO_TEST_ES_URL=http://127.0.0.1:$(ES_PORT) \
 	PIYAO_TEST_PG_URL=postgresql+psycopg://postgres@127.0.0.1:$(PG_PORT)/piyao_test \
 	PIYAO_TEST_REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0 \

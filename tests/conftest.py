@@ -21,10 +21,30 @@ from store.db import Store, open_store
 
 
 
+# PIYAO_REQUIRE=elasticsearch,browser,postgresql (set by .ci/run): each group must have passed tests,
+# so a run that quietly deselected or lost them fails even with no skip.
+REQUIRED_GROUPS = {
+    "elasticsearch": lambda nodeid: "test_conformance_elastic.py" in nodeid,
+    "browser": lambda nodeid: "tests/web/browser/" in nodeid,
+    "postgresql": lambda nodeid: "[postgresql" in nodeid,
+}
+
+
+def _missing_groups(reporter: object) -> list[str]:
+    wanted = [g.strip() for g in os.environ.get("PIYAO_REQUIRE", "").split(",") if g.strip()]
+    passed = [r.nodeid for r in getattr(reporter, "stats", {}).get("passed", []) if getattr(r, "when", "call") == "call"]
+    return [g for g in wanted if g not in REQUIRED_GROUPS or not any(REQUIRED_GROUPS[g](n) for n in passed)]
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    missing = _missing_groups(reporter) if reporter else []
+    if missing:
+        if reporter:
+            reporter.write_line(f"PIYAO_REQUIRE: no passed test in {', '.join(missing)}; failing the run", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if os.environ.get("PIYAO_NO_SKIPS") != "1":
         return
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
     if skipped:
         if reporter:
