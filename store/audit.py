@@ -32,6 +32,14 @@ class DebunkImported(Event):
 
 
 @dataclass(frozen=True)
+class DebunkCreated(Event):
+    """A curated debunk written by an editor in the web app (imports and crawls record DebunkImported)."""
+
+    action: str = field(init=False, default="debunk.created")
+    object_type: str = field(init=False, default="debunk")
+
+
+@dataclass(frozen=True)
 class DebunkUpdated(Event):
     action: str = field(init=False, default="debunk.updated")
     object_type: str = field(init=False, default="debunk")
