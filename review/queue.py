@@ -3,6 +3,11 @@
 One entry per claim cluster (store/clusters.py): the cluster's best queued claim,
 with the cluster's sightings, size and number of sources, so that variants of one
 rumor do not flood the queue. Claims without a cluster are entries of their own.
+Claims an editor marked urgent come first, in either order.
+
+``query_queue`` is the filtered, paged form the web app uses (topic, source, label,
+status, last-seen date range); ``list_queue`` is its first page over queued claims
+(the ``piyao queue`` command).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -20,6 +26,8 @@ from store.models import Claim, ClaimCluster, ClaimMatch, utcnow
 
 # Recency halves a claim's priority every this many days since it was last seen.
 HALF_LIFE_DAYS = 3.0
+# Editors read dates in Beijing time; the store keeps naive UTC.
+BEIJING_OFFSET = dt.timedelta(hours=8)
 
 
 def priority(score: float, sightings: int, last_seen: dt.datetime, now: dt.datetime | None = None) -> float:
@@ -35,6 +43,8 @@ def uncertainty(score: float) -> float:
 
 
 ORDERS = ("priority", "uncertainty")
+# Statuses a flagged claim can have in the queue's views; "all" is every one of them.
+STATUSES = ("queued", "confirmed", "dismissed", "needs_debunk")
 
 
 def enqueue_flagged(store: Store, *, actor: str = "pipeline") -> int:
@@ -67,10 +77,166 @@ class QueueEntry:
     sources: int = 1
     topic: str | None = None
     explanation: dict[str, object] | None = None
+    urgent: bool = False
+    status: str = "queued"
+    # The claim's version (optimistic locking: bulk actions send it back).
+    version: int = 0
+    first_seen: dt.datetime | None = None
 
     @property
     def uncertainty(self) -> float:
         return uncertainty(self.score)
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    """What the queue shows. Dates are Beijing calendar days of the entry's last sighting, both inclusive."""
+
+    status: str = "queued"
+    topic: str | None = None
+    source: str | None = None
+    label: str | None = None
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+
+    def __post_init__(self) -> None:
+        if self.status != "all" and self.status not in STATUSES:
+            raise ValueError(f"unknown status {self.status!r}; expected all or one of {', '.join(STATUSES)}")
+
+
+@dataclass
+class QueuePage:
+    entries: list[QueueEntry]
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.page_size))
+
+
+def _utc_bounds(filters: QueueFilters) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """[start, end) in naive UTC for the Beijing days ``date_from`` … ``date_to``."""
+    start = end = None
+    if filters.date_from is not None:
+        start = dt.datetime.combine(filters.date_from, dt.time()) - BEIJING_OFFSET
+    if filters.date_to is not None:
+        end = dt.datetime.combine(filters.date_to + dt.timedelta(days=1), dt.time()) - BEIJING_OFFSET
+    return start, end
+
+
+@dataclass
+class _Row:
+    id: int
+    score: float
+    sightings: int
+    last_seen: dt.datetime
+    cluster_id: int | None
+    urgent: bool
+
+
+def _match_dicts(matches: list[ClaimMatch]) -> list[dict[str, object]]:
+    return [{"debunk_id": m.debunk_id, "title": m.debunk.title, "url": m.debunk.url, "source": m.debunk.source,
+             "score": round(m.score, 4), "decision": m.decision} for m in matches]
+
+
+def query_queue(store: Store, filters: QueueFilters | None = None, *, order: str = "priority", page: int = 1,
+                page_size: int = 20, now: dt.datetime | None = None) -> QueuePage:
+    """One page of the queue under ``filters``: one entry per cluster, urgent first, then by ``order``.
+
+    A cluster's entry is its most pressing claim among those the filters admit (urgent first,
+    then priority), counted with the cluster's sightings and last sighting; the date range
+    applies to that last sighting. An entry whose claim has no matched debunks shows those
+    of its best matched variant.
+    """
+    if order not in ORDERS:
+        raise ValueError(f"unknown queue order {order!r}; expected one of {', '.join(ORDERS)}")
+    filters = filters or QueueFilters()
+    page, page_size = max(1, int(page)), max(1, int(page_size))
+    now = now or utcnow()
+    q = select(Claim.id, Claim.score, Claim.sightings, Claim.last_seen, Claim.cluster_id, Claim.urgent)
+    q = q.where(Claim.status.in_(STATUSES) if filters.status == "all" else Claim.status == filters.status)
+    if filters.topic:
+        q = q.where(Claim.topic == filters.topic)
+    if filters.source:
+        q = q.where(Claim.source == filters.source)
+    if filters.label:
+        q = q.where(Claim.label == filters.label)
+    start, end = _utc_bounds(filters)
+    with store.session() as s:
+        rows = [_Row(r[0], r[1] or 0.0, r[2] or 1, r[3], r[4], bool(r[5])) for r in s.execute(q)]
+        cluster_ids = {r.cluster_id for r in rows if r.cluster_id is not None}
+        clusters: dict[int, ClaimCluster] = {}
+        ids = sorted(cluster_ids)
+        for i in range(0, len(ids), 500):
+            clusters.update({k.id: k for k in s.scalars(select(ClaimCluster).where(ClaimCluster.id.in_(ids[i:i + 500])))})
+        groups: dict[object, list[tuple[tuple[Any, ...], _Row, float]]] = {}
+        for r in rows:
+            k = clusters.get(r.cluster_id) if r.cluster_id is not None else None
+            sightings = max(k.sightings, r.sightings) if k is not None else r.sightings
+            last_seen = max(k.last_seen, r.last_seen) if k is not None else r.last_seen
+            pr = priority(r.score, sightings, last_seen, now)
+            key: object = ("cluster", k.id) if k is not None else ("claim", r.id)
+            groups.setdefault(key, []).append(((not r.urgent, -pr, r.id), r, pr))
+        ranked: list[tuple[tuple[Any, ...], _Row, float, list[int]]] = []
+        for members in groups.values():
+            members.sort(key=lambda m: m[0])
+            _, rep, pr = members[0]
+            k = clusters.get(rep.cluster_id) if rep.cluster_id is not None else None
+            last_seen = max(k.last_seen, rep.last_seen) if k is not None else rep.last_seen
+            if (start is not None and last_seen < start) or (end is not None and last_seen >= end):
+                continue
+            if order == "uncertainty":
+                sort_key: tuple[Any, ...] = (not rep.urgent, -uncertainty(rep.score), -pr, rep.id)
+            else:
+                sort_key = (not rep.urgent, -pr, rep.id)
+            ranked.append((sort_key, rep, pr, [m[1].id for m in members[1:]]))
+        ranked.sort(key=lambda t: t[0])
+        total = len(ranked)
+        chosen = ranked[(page - 1) * page_size: page * page_size]
+        want = [rep.id for _, rep, _, _ in chosen]
+        full = {c.id: c for c in s.scalars(
+            select(Claim).where(Claim.id.in_(want)).options(selectinload(Claim.matches).selectinload(ClaimMatch.debunk))
+        )} if want else {}
+        # Variants' matches, for entries whose own claim was matched with nothing.
+        chosen = [t for t in chosen if t[1].id in full]  # a claim deleted meanwhile drops out
+        bare = {rep.id: variants for _, rep, _, variants in chosen if variants and not full[rep.id].matches}
+        variant_ids = [v for variants in bare.values() for v in variants]
+        variant_matches: dict[int, list[ClaimMatch]] = {}
+        for i in range(0, len(variant_ids), 500):
+            for m in s.scalars(select(ClaimMatch).where(ClaimMatch.claim_id.in_(variant_ids[i:i + 500]))
+                               .options(selectinload(ClaimMatch.debunk)).order_by(ClaimMatch.rank)):
+                variant_matches.setdefault(m.claim_id, []).append(m)
+        entries = []
+        for _, rep, pr, variants in chosen:
+            c = full[rep.id]
+            k = clusters.get(c.cluster_id) if c.cluster_id is not None else None
+            matches = list(c.matches)
+            if not matches:
+                matches = next((variant_matches[v] for v in variants if variant_matches.get(v)), [])
+            entries.append(QueueEntry(
+                claim_id=c.id,
+                text=c.text,
+                source=c.source,
+                url=c.url,
+                score=c.score or 0.0,
+                label=c.label,
+                sightings=max(k.sightings, c.sightings) if k is not None else c.sightings,
+                last_seen=max(k.last_seen, c.last_seen) if k is not None else c.last_seen,
+                priority=pr,
+                matches=_match_dicts(matches),
+                cluster_id=k.id if k is not None else None,
+                cluster_size=k.size if k is not None else 1,
+                sources=k.sources if k is not None else 1,
+                topic=c.topic,
+                explanation=c.explanation,
+                urgent=bool(c.urgent),
+                status=c.status,
+                version=c.version,
+                first_seen=min(k.first_seen, c.first_seen) if k is not None else c.first_seen,
+            ))
+    return QueuePage(entries, total, page, page_size)
 
 
 def list_queue(store: Store, *, limit: int = 20, order: str = "priority") -> list[QueueEntry]:
@@ -79,53 +245,18 @@ def list_queue(store: Store, *, limit: int = 20, order: str = "priority") -> lis
     ``order="uncertainty"`` puts the claims the model is least sure about first (active
     learning: an editor's decision there is the most useful training label).
     """
-    if order not in ORDERS:
-        raise ValueError(f"unknown queue order {order!r}; expected one of {', '.join(ORDERS)}")
-    now = utcnow()
+    return query_queue(store, QueueFilters(), order=order, page=1, page_size=limit).entries
+
+
+def next_in_queue(store: Store, *, exclude: int | None = None, order: str = "priority") -> int | None:
+    """The claim an editor should look at next: the head of the queued claims, other than ``exclude``."""
+    for e in query_queue(store, QueueFilters(), order=order, page=1, page_size=2).entries:
+        if e.claim_id != exclude:
+            return e.claim_id
+    return None
+
+
+def queue_sources(store: Store) -> list[str]:
+    """The sources of flagged claims, for the queue's source filter."""
     with store.session() as s:
-        claims = s.scalars(
-            select(Claim)
-            .where(Claim.status == "queued")
-            .options(selectinload(Claim.matches).selectinload(ClaimMatch.debunk))
-        ).all()
-        cluster_ids = {c.cluster_id for c in claims if c.cluster_id is not None}
-        clusters = {k.id: k for k in s.scalars(select(ClaimCluster).where(ClaimCluster.id.in_(cluster_ids)))} if cluster_ids else {}
-        best: dict[object, QueueEntry] = {}
-        for c in claims:
-            k = clusters.get(c.cluster_id) if c.cluster_id is not None else None
-            sightings = max(k.sightings, c.sightings) if k is not None else c.sightings
-            last_seen = max(k.last_seen, c.last_seen) if k is not None else c.last_seen
-            entry = QueueEntry(
-                claim_id=c.id,
-                text=c.text,
-                source=c.source,
-                url=c.url,
-                score=c.score or 0.0,
-                label=c.label,
-                sightings=sightings,
-                last_seen=last_seen,
-                priority=priority(c.score or 0.0, sightings, last_seen, now),
-                matches=[
-                    {"title": m.debunk.title, "url": m.debunk.url, "source": m.debunk.source, "score": round(m.score, 4)}
-                    for m in c.matches
-                ],
-                cluster_id=k.id if k is not None else None,
-                cluster_size=k.size if k is not None else 1,
-                sources=k.sources if k is not None else 1,
-                topic=c.topic,
-                explanation=c.explanation,
-            )
-            key: object = ("cluster", k.id) if k is not None else ("claim", c.id)
-            held = best.get(key)
-            if held is None or (-entry.priority, entry.claim_id) < (-held.priority, held.claim_id):
-                if held is not None and not entry.matches:
-                    entry.matches = held.matches  # keep the debunks a variant was matched with
-                best[key] = entry
-            elif not held.matches and entry.matches:
-                held.matches = entry.matches
-        entries = list(best.values())
-    if order == "uncertainty":
-        entries.sort(key=lambda e: (-e.uncertainty, -e.priority, e.claim_id))
-    else:
-        entries.sort(key=lambda e: (-e.priority, e.claim_id))
-    return entries[:limit]
+        return sorted(s.scalars(select(Claim.source).where(Claim.status.in_(STATUSES)).distinct()))
