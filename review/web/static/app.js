@@ -6,7 +6,12 @@
   function typing(el) {
     if (!el) return false;
     var tag = el.tagName;
-    return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || el.isContentEditable;
+    if (tag === "INPUT") {
+      // Checkboxes, radios and buttons take no text: shortcuts keep working after a click on one.
+      var t = (el.getAttribute("type") || "text").toLowerCase();
+      return ["checkbox", "radio", "button", "submit", "reset", "hidden", "image"].indexOf(t) < 0;
+    }
+    return tag === "TEXTAREA" || tag === "SELECT" || el.isContentEditable;
   }
   function visible(el) { return !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length); }
   function shortcut(key) {
