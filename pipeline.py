@@ -1062,6 +1062,52 @@ def tokens_revoke(ctx: Context, token_id: int) -> None:
     click.echo(f"revoked token {token_id}")
 
 
+# --------------------------------------------------------------------------- partner webhooks
+@cli.group()
+def webhooks() -> None:
+    """Signed decision callbacks to partner platforms: send the due ones, list the outbox."""
+
+
+@webhooks.command("send")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def webhooks_send(ctx: Context, as_json: bool) -> None:
+    """One delivery pass over the due callbacks (the server also sends them every few seconds)."""
+    from review.webhooks import deliver_pending
+
+    counts = deliver_pending(ctx.store, ctx.settings)
+    if as_json:
+        click.echo(json.dumps(counts))
+        return
+    out.print(f"delivered {counts['delivered']}, to retry {counts['retry']}, failed {counts['failed']}")
+
+
+@webhooks.command("list")
+@click.option("--status", "status_", type=click.Choice(["pending", "delivered", "failed"]), default=None, help="Only rows in this state.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per row.")
+@click.pass_obj
+def webhooks_list(ctx: Context, status_: str | None, limit: int, as_json: bool) -> None:
+    """The webhook outbox, newest first: partner, state, attempts, last error."""
+    from review.webhooks import list_deliveries
+
+    rows = list_deliveries(ctx.store, status=status_, limit=limit)
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps({k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}, ensure_ascii=False))
+        return
+    if not rows:
+        out.print("no webhook calls" + (f" in state {status_}" if status_ else ""))
+        return
+    table = Table("id", "partner", "event", "status", "attempts", "created", "next try", "last error")
+    for r in rows:
+        table.add_row(str(r["id"]), r["partner"], r["event"], r["status"], str(r["attempts"]),
+                      r["created_at"].strftime("%Y-%m-%d %H:%M:%S") if r["created_at"] else "",
+                      r["next_attempt_at"].strftime("%Y-%m-%d %H:%M:%S") if r["next_attempt_at"] else "",
+                      (r["last_error"] or "")[:80])
+    out.print(table)
+
+
 def main() -> None:
     try:
         cli(prog_name="piyao")
