@@ -189,11 +189,16 @@ def classify_stored_claims(ctx: Context) -> tuple[int, int]:
         now = utcnow()
         for r in results:
             c = by_id[r["id"]]
-            c.score, c.label, c.flagged = float(r["score"]), r["label"], bool(r["flagged"])
-            c.model_version, c.classified_at = r.get("model_version"), now
-            c.topic, c.explanation = r.get("topic"), r.get("explanation")
+            apply_classification(c, r, now)
             flagged += c.flagged
     return len(claims), flagged
+
+
+def apply_classification(claim: Any, result: dict[str, Any], now: Any) -> None:
+    """Store one classifier result on a claim (the pipeline and the partner intake both do)."""
+    claim.score, claim.label, claim.flagged = float(result["score"]), result["label"], bool(result["flagged"])
+    claim.model_version, claim.classified_at = result.get("model_version"), now
+    claim.topic, claim.explanation = result.get("topic"), result.get("explanation")
 
 
 def run_once(ctx: Context, spiders: list[str] | None = None, overrides: dict[str, list[str]] | None = None) -> dict[str, Any]:

@@ -241,6 +241,8 @@ class WebSettings(_Section):
     # Webhook calls: seconds to wait for the partner, attempts before giving up (backoff doubles from 30 s).
     webhook_timeout: float = Field(5.0, gt=0, le=60)
     webhook_max_attempts: int = Field(6, ge=1, le=50)
+    # The server sends due webhook calls every this many seconds (0: only `piyao webhooks send` does).
+    webhook_interval: float = Field(5.0, ge=0, le=3600)
 
 
 class Settings(_Section):

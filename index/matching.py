@@ -414,24 +414,31 @@ def match_stored_claims(
             q = q.where(Claim.flagged.is_(True))
         for claim in s.scalars(q).all():
             found = m.match(claim.text)
-            existing = {x.debunk_id for x in claim.matches}
-            valid = set(s.scalars(select(Debunk.id).where(Debunk.id.in_([x.debunk_id for x in found])))) if found else set()
-            for rank, x in enumerate(found, 1):
-                if x.debunk_id in existing or x.debunk_id not in valid:
-                    continue
-                claim.matches.append(
-                    ClaimMatch(
-                        debunk_id=x.debunk_id,
-                        rank=rank,
-                        score=x.score,
-                        snippet=x.snippet,
-                        decision=x.decision,
-                        evidence_kind=x.evidence_kind or None,
-                        evidence=x.evidence[:1000] or None,
-                    )
-                )
-            claim.matched_at = utcnow()
+            store_matches(s, claim, found)
             processed += 1
             matched += any(x.decision != "none" for x in found)
     return processed, matched
+
+
+def store_matches(session: Any, claim: Claim, found: list[Match]) -> None:
+    """Add ``found`` to the claim's stored matches (debunks it has already and vanished ones are skipped)
+    and stamp it matched; the pipeline and the partner intake both store matches this way."""
+    existing = {x.debunk_id for x in claim.matches}
+    ids = [x.debunk_id for x in found]
+    valid = set(session.scalars(select(Debunk.id).where(Debunk.id.in_(ids)))) if found else set()
+    for rank, x in enumerate(found, 1):
+        if x.debunk_id in existing or x.debunk_id not in valid:
+            continue
+        claim.matches.append(
+            ClaimMatch(
+                debunk_id=x.debunk_id,
+                rank=rank,
+                score=x.score,
+                snippet=x.snippet,
+                decision=x.decision,
+                evidence_kind=x.evidence_kind or None,
+                evidence=x.evidence[:1000] or None,
+            )
+        )
+    claim.matched_at = utcnow()
 

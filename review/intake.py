@@ -32,7 +32,7 @@ from review.accounts import Identity
 from settings import Settings, WebSettings
 from store.audit import ClaimQueued
 from store.db import Store
-from store.models import Claim, ClaimMatch, Debunk, Partner, PartnerSubmission, utcnow
+from store.models import Claim, ClaimMatch, Partner, PartnerSubmission, utcnow
 from store.records import ClaimIn
 from store.writes import add_claim
 
@@ -281,7 +281,7 @@ class IntakeService:
     def _classify(self, ids: list[int], *, actor: str) -> None:
         """Classify the claims not scored yet (as ``pipeline.classify_stored_claims`` does) and queue the flagged."""
         from classifier.predict import classify_records
-        from pipeline import classify_options
+        from pipeline import apply_classification, classify_options
 
         with self.store.session() as s:
             todo = s.scalars(select(Claim).where(Claim.id.in_(ids), Claim.score.is_(None))).all()
@@ -293,10 +293,7 @@ class IntakeService:
                                                     **classify_options(self._context())))
                 now = utcnow()
                 for r in results:
-                    c = by_id[r["id"]]
-                    c.score, c.label, c.flagged = float(r["score"]), r["label"], bool(r["flagged"])
-                    c.model_version, c.classified_at = r.get("model_version"), now
-                    c.topic, c.explanation = r.get("topic"), r.get("explanation")
+                    apply_classification(by_id[r["id"]], r, now)
                 s.flush()
             # As review.queue.enqueue_flagged, for these claims only.
             for c in s.scalars(select(Claim).where(Claim.id.in_(ids), Claim.status == "new", Claim.flagged.is_(True))).all():
@@ -317,6 +314,7 @@ class IntakeService:
         """Match the claims not matched yet and store the matches as ``index.matching.match_stored_claims`` does
         (that function matches every unmatched claim of the store; here only this call's claims)."""
         from index.backend import BackendError
+        from index.matching import store_matches
 
         with self.store.session() as s:
             todo = s.scalars(select(Claim).where(Claim.id.in_(ids), Claim.matched_at.is_(None))
@@ -333,15 +331,7 @@ class IntakeService:
                 except Exception as exc:  # noqa: BLE001 - e5 weights missing and the like: logged, answered 503
                     log.exception("intake: matching failed")
                     raise IntakeUnavailable(f"matching failed: {exc.__class__.__name__}") from None
-                existing = {x.debunk_id for x in claim.matches}
-                valid = set(s.scalars(select(Debunk.id).where(Debunk.id.in_([x.debunk_id for x in found])))) if found else set()
-                for rank, x in enumerate(found, 1):
-                    if x.debunk_id in existing or x.debunk_id not in valid:
-                        continue
-                    claim.matches.append(ClaimMatch(debunk_id=x.debunk_id, rank=rank, score=x.score, snippet=x.snippet,
-                                                    decision=x.decision, evidence_kind=x.evidence_kind or None,
-                                                    evidence=x.evidence[:1000] or None))
-                claim.matched_at = utcnow()
+                store_matches(s, claim, found)
 
     def _results(self, resolved: list[_Resolved]) -> list[IntakeResult]:
         with self.store.session() as s:

@@ -142,7 +142,14 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from review.webhooks import start_delivery_thread, stop_delivery_thread
+
+        interval = app.state.settings.web.webhook_interval
+        if interval > 0:
+            start_delivery_thread(app, interval=interval)
         yield
+        if interval > 0:
+            stop_delivery_thread(app)
         app.state.heavy.close()
         if app.state.owns_store:
             app.state.store.close()

@@ -16,7 +16,8 @@ def test_migrations_create_every_model_table(store) -> None:
     assert "origin" in {c["name"] for c in inspect(store.engine).get_columns("debunks")}
     assert expected == {
         "debunks", "crawl_runs", "claims", "claim_matches", "reviews", "audit_events", "index_outbox",
-        "claim_clusters", "seen_urls", "sightings",
+        "claim_clusters", "seen_urls", "sightings", "users", "partners", "api_tokens", "login_attempts",
+        "partner_submissions", "webhook_deliveries",
     }  # fmt: skip
     assert expected <= tables
     assert "alembic_version" in tables

@@ -22,7 +22,8 @@ ROLE_USERS = {"admin": "alice", "editor": "ed", "editor2": "eve", "viewer": "vic
 
 
 def web_settings(tmp_path: Path, db_url: str, **web: Any) -> Any:
-    env = {"PIYAO_STORE__URL": db_url, "PIYAO_WEB__SECRET_KEY": "test-secret-key-0123456789"}
+    # No background webhook sender: the webhook tests deliver explicitly, with a controlled clock.
+    env = {"PIYAO_STORE__URL": db_url, "PIYAO_WEB__SECRET_KEY": "test-secret-key-0123456789", "PIYAO_WEB__WEBHOOK_INTERVAL": "0"}
     for k, v in web.items():
         env[f"PIYAO_WEB__{k.upper()}"] = str(v)
     return load_settings(data_dir=tmp_path / "data", environ=env)
