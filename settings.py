@@ -245,6 +245,67 @@ class WebSettings(_Section):
     webhook_interval: float = Field(5.0, ge=0, le=3600)
 
 
+class ScheduleSettings(_Section):
+    """One nightly crawl: which spider, when (cron, scheduler.timezone), with which arguments."""
+
+    # The spider to run (default: the schedule's key).
+    spider: str = ""
+    # Five-field cron expression: minute hour day month weekday.
+    cron: str = "0 2 * * *"
+    enabled: bool = True
+    # Stop a run that takes longer (0: scheduler.time_limit_minutes).
+    time_limit_minutes: float = Field(0, ge=0)
+    # Job arguments, kept in the job store: start URLs instead of the spider's, items per run (0: no limit).
+    start_urls: list[str] = Field(default_factory=list)
+    max_items: int = Field(0, ge=0)
+
+
+class SchedulerSettings(_Section):
+    timezone: str = "Asia/Shanghai"
+    # Host the scheduler inside `piyao serve` (else run `piyao scheduler` as its own process).
+    in_server: bool = False
+    # A run found late by up to this much (the scheduler was down) still runs, once; later ones are recorded as missed.
+    misfire_grace_hours: float = Field(12.0, gt=0)
+    # A run longer than this is stopped and recorded as timed out (per schedule: time_limit_minutes).
+    time_limit_minutes: float = Field(180.0, gt=0)
+    # How often the scheduler looks for stuck runs and rumor surges (seconds).
+    check_seconds: float = Field(30.0, gt=0)
+    # Schedules declared here are added to the job store the first time the scheduler starts; after that the job
+    # store (edited by `piyao schedules` and the web app) holds their state.
+    schedules: dict[str, ScheduleSettings] = Field(default_factory=dict)
+
+
+class AlertWebhook(_Section):
+    name: str = Field(min_length=1, max_length=64)
+    # dingtalk | wecom | feishu | generic (JSON)
+    format: Literal["dingtalk", "wecom", "feishu", "generic"] = "generic"
+    url: str = Field(pattern=r"^https?://")
+    # DingTalk / Feishu signing secret, or the generic hook's HMAC key (empty: unsigned).
+    secret: str = ""
+
+
+class AlertsSettings(_Section):
+    webhooks: list[AlertWebhook] = Field(default_factory=list)
+    on_failure: bool = True
+    on_zero_items: bool = True
+    # Alert when a run stores fewer items than (1 - drop_ratio) × the median of the last baseline_runs finished runs.
+    drop_ratio: float = Field(0.5, gt=0, lt=1)
+    baseline_runs: int = Field(5, ge=1, le=100)
+    # Surge: a rumor cluster's sightings in the last window ≥ surge_factor × the window before, and ≥ surge_min_sightings.
+    surge_window_hours: float = Field(6.0, gt=0)
+    surge_factor: float = Field(3.0, gt=1)
+    surge_min_sightings: int = Field(20, ge=1)
+    # The same alert (rule + subject) is sent at most once per this many hours.
+    dedup_hours: float = Field(12.0, ge=0)
+    timeout_seconds: float = Field(5.0, gt=0, le=60)
+
+
+class LoggingSettings(_Section):
+    # text: human-readable lines; json: one JSON object per line (with the run id of scheduled runs).
+    format: Literal["text", "json"] = "text"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
 class Settings(_Section):
     # Where the database, index and crawl jobs live; PIYAO_DATA_DIR or --data-dir override it.
     data_dir: str = "var"
@@ -257,6 +318,9 @@ class Settings(_Section):
     queue: QueueSettings = Field(default_factory=lambda: QueueSettings())
     claims: ClaimsSettings = Field(default_factory=lambda: ClaimsSettings())
     web: WebSettings = Field(default_factory=lambda: WebSettings())
+    scheduler: SchedulerSettings = Field(default_factory=lambda: SchedulerSettings())
+    alerts: AlertsSettings = Field(default_factory=lambda: AlertsSettings())
+    logging: LoggingSettings = Field(default_factory=lambda: LoggingSettings())
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -75,6 +75,10 @@ class CrawlRun(Base):
     new_claims: Mapped[int] = mapped_column(Integer, default=0)
     new_debunks: Mapped[int] = mapped_column(Integer, default=0)
     stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # New claims of this run that the classifier flagged (set after classification).
+    flagged: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The scheduled run that started this crawl (schedule_runs.id; not a foreign key: history outlives it).
+    schedule_run_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class Claim(Base):
@@ -342,3 +346,59 @@ class WebhookDelivery(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class ScheduleRun(Base):
+    """One run of a schedule (nightly crawl), kept across restarts: the run history and the one-at-a-time lock.
+
+    status: running | finished | failed | timeout (stopped past its time limit) | interrupted (the scheduler
+    died under it) | missed (found too late to run) | skipped (another run of the schedule was still going).
+    trigger: schedule | catchup (a run missed while the scheduler was down) | manual (run now).
+    """
+
+    __tablename__ = "schedule_runs"
+    __table_args__ = (Index("ix_schedule_runs_schedule_started", "schedule_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # A random id carried in every log line of the run (logging.format: json).
+    run_key: Mapped[str] = mapped_column(String(36), unique=True)
+    schedule_id: Mapped[str] = mapped_column(String(100))
+    spider: Mapped[str] = mapped_column(String(100))
+    trigger: Mapped[str] = mapped_column(String(20))
+    scheduled_for: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str | None] = mapped_column(String(200))
+    args: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    items: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    errors_by_kind: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    new_claims: Mapped[int] = mapped_column(Integer, default=0)
+    new_debunks: Mapped[int] = mapped_column(Integer, default=0)
+    flagged: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class Alert(Base):
+    """An alert raised (crawl failed, no items, item drop, rumor surge) and where it went; the de-duplication record."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_fingerprint_created", "fingerprint", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # failure | zero_items | drop | surge
+    rule: Mapped[str] = mapped_column(String(20))
+    # What it is about: a schedule or spider, or a cluster ("cluster:12").
+    subject: Mapped[str] = mapped_column(String(200))
+    # sha256 of rule + subject: the same alert within alerts.dedup_hours is suppressed.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    # sent | failed (every webhook failed) | suppressed (a duplicate) | logged (no webhook configured)
+    status: Mapped[str] = mapped_column(String(12))
+    title: Mapped[str] = mapped_column(String(300))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Per webhook: {name, ok, status or error}.
+    deliveries: Mapped[list[Any] | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

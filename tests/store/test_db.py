@@ -17,7 +17,7 @@ def test_migrations_create_every_model_table(store) -> None:
     assert expected == {
         "debunks", "crawl_runs", "claims", "claim_matches", "reviews", "audit_events", "index_outbox",
         "claim_clusters", "seen_urls", "sightings", "users", "partners", "api_tokens", "login_attempts",
-        "partner_submissions", "webhook_deliveries",
+        "partner_submissions", "webhook_deliveries", "schedule_runs", "alerts",
     }  # fmt: skip
     assert expected <= tables
     assert "alembic_version" in tables
