@@ -887,6 +887,34 @@ def demo(ctx: Context, port: int) -> None:
     click_ctx.invoke(status, as_json=False)
 
 
+# --------------------------------------------------------------------------- reports
+@cli.command()
+@click.argument("kind", type=click.Choice(["weekly", "monthly"]))
+@click.option("--period", default=None, help="ISO week YYYY-Www (weekly, e.g. 2026-W48) or month YYYY-MM (monthly, e.g. 2026-11); "
+              "default: the last complete week or month in Asia/Shanghai.")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "csv", "all"]), default="all", show_default=True,
+              help="Markdown (with PNG charts beside it), one self-contained HTML file, CSV tables, or all of them.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Directory to write (default: <data_dir>/reports/<period>).")
+@click.option("--top", type=click.IntRange(1, 200), default=20, show_default=True, help="Rumor clusters to list.")
+@click.pass_obj
+def report(ctx: Context, kind: str, period: str | None, fmt: str, out_dir: str | None, top: int) -> None:
+    """Weekly or monthly rumor report: top rumor clusters, new debunks, gaps, figures and charts; prints the paths written."""
+    from review.reports import FORMATS, PeriodError, build_report, default_period, parse_period, write_report
+
+    try:
+        chosen = parse_period(kind, period) if period is not None else default_period(kind)
+    except PeriodError as exc:
+        raise UserError(str(exc)) from None
+    target = Path(out_dir) if out_dir else ctx.settings.data_path / "reports" / chosen.label
+    data = build_report(ctx.store, chosen, top=top)
+    try:
+        paths = write_report(data, target, FORMATS if fmt == "all" else (fmt,))
+    except OSError as exc:
+        raise UserError(f"cannot write the report to {target}: {exc.strerror or exc}") from None
+    for path in paths:
+        click.echo(str(path))
+
+
 # --------------------------------------------------------------------------- web app and accounts
 @cli.command()
 @click.option("--host", default=None, help="Address to listen on (default: web.host).")

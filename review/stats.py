@@ -46,7 +46,7 @@ from store.models import Claim, ClaimCluster, ClaimMatch, Debunk, Review, Sighti
 
 __all__ = [
     "OFFSET", "UNKNOWN", "MAX_RANGE_DAYS", "StatsRange", "default_range", "shanghai_date", "quantile",
-    "claims_per_day", "top_clusters", "review_times", "per_source", "stats_data", "MonthlyEntry",
+    "claims_per_day", "top_clusters", "review_times", "per_source", "per_topic", "stats_data", "MonthlyEntry",
     "month_bounds", "monthly_list", "monthly_csv", "monthly_markdown", "monthly_json",
 ]
 
@@ -280,6 +280,28 @@ def per_source(s: Session, rng: StatsRange, *, limit: int = 50) -> list[dict[str
     )
     return [{"source": src, "claims": int(total), "flagged": int(fl or 0), "confirmed": int(co or 0),
              "dismissed": int(di or 0)} for src, total, fl, co, di in rows]
+
+
+# --------------------------------------------------------------------------- per topic
+def per_topic(s: Session, rng: StatsRange) -> list[dict[str, Any]]:
+    """Claims first seen in the range per topic: all, flagged, confirmed, dismissed (topics in taxonomy order,
+    ``none``: not classified yet, last); the reports' counterpart of ``per_source``."""
+    topic = func.coalesce(Claim.topic, UNKNOWN)
+    rows = s.execute(
+        select(
+            topic,
+            func.count(),
+            func.sum(case((Claim.flagged.is_(True), 1), else_=0)),
+            func.sum(case((Claim.status == "confirmed", 1), else_=0)),
+            func.sum(case((Claim.status == "dismissed", 1), else_=0)),
+        )
+        .where(Claim.first_seen >= rng.start, Claim.first_seen < rng.end)
+        .group_by(topic)
+    ).all()
+    found = {code: (int(total), int(fl or 0), int(co or 0), int(di or 0)) for code, total, fl, co, di in rows}
+    order = [c for c in [*TOPICS, UNKNOWN] if c in found] + sorted(set(found) - set(TOPICS) - {UNKNOWN})
+    return [{"topic": c, "name": _topic_name(c), "claims": found[c][0], "flagged": found[c][1],
+             "confirmed": found[c][2], "dismissed": found[c][3]} for c in order]
 
 
 def stats_data(store: Store, rng: StatsRange, *, now: dt.datetime | None = None) -> dict[str, Any]:
