@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import func, select
 
+from ops.logs import configure_logging
 from settings import ConfigError, Settings, load_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -297,6 +298,7 @@ def cli(click_ctx: click.Context, config_path: str | None, data_dir: str | None)
         settings = load_settings(config_path, data_dir=data_dir)
     except ConfigError as exc:
         raise UserError(f"config: {exc}") from None
+    configure_logging(settings)  # logging.format: text or JSON lines, with the run id
     ctx = Context(settings)
     click_ctx.obj = ctx
     click_ctx.call_on_close(ctx.close)

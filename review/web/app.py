@@ -201,8 +201,8 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
             return JSONResponse({"detail": "服务器内部错误，已记录"}, status_code=500)
         return render(request, "error.html", {"status": 500, "detail": "服务器内部错误，已记录。请稍后重试。"}, status_code=500)
 
-    from review.web import routes_admin, routes_api, routes_audit, routes_auth, routes_debunks, routes_queue, routes_schedules, routes_stats
+    from review.web import routes_admin, routes_api, routes_audit, routes_auth, routes_debunks, routes_metrics, routes_queue, routes_schedules, routes_stats
 
-    for module in (routes_auth, routes_queue, routes_audit, routes_debunks, routes_stats, routes_schedules, routes_admin, routes_api):
+    for module in (routes_auth, routes_queue, routes_audit, routes_debunks, routes_stats, routes_schedules, routes_admin, routes_api, routes_metrics):
         app.include_router(module.router)
     return app
