@@ -223,6 +223,8 @@ class WebSettings(_Section):
     # `piyao serve` listens here (loopback by default; put a TLS proxy in front for other hosts).
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
+    # The address editors reach the app at, for links in alerts and reports (empty: http://<host>:<port>).
+    public_url: str = Field("", pattern=r"^(https?://\S+)?$")
     # Key that signs session cookies; empty: a random key kept in <data_dir>/web_secret (mode 0600).
     secret_key: str = ""
     # Send cookies over HTTPS only (set true behind a TLS proxy).

@@ -34,7 +34,7 @@ Claim texts, debunk titles and run messages are crawled or remote text: in the c
 their markdown and HTML characters are replaced by full-width look-alikes and ``://`` is broken,
 so a hostile claim cannot put a link or markup into the operators' group.
 
-Links point to the web app at ``http://<web.host>:<web.port>`` (the machine's name when the
+Links point to the web app at ``web.public_url``, else ``http://<web.host>:<web.port>`` (the machine's name when the
 server listens on every address); see docs/operations.md.
 """
 
@@ -105,7 +105,9 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 
 def web_base_url(settings: Settings) -> str:
-    """``http://<web.host>:<web.port>``; a wildcard listen address is replaced by this machine's name."""
+    """``web.public_url``, else ``http://<web.host>:<web.port>`` (a wildcard listen address replaced by this machine's name)."""
+    if settings.web.public_url:
+        return settings.web.public_url.rstrip("/")
     host = settings.web.host.strip()
     if host in ("", "0.0.0.0", "::", "[::]"):
         host = socket.getfqdn() or "localhost"
