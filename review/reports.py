@@ -56,6 +56,7 @@ from sqlalchemy import case, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from classifier.labels import TOPICS, VERDICTS
+from classifier.report import cjk_font
 from review.gaps import Gap, list_gaps
 from review.stats import (
     OFFSET,
@@ -719,47 +720,6 @@ def render_csv(report: Report) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- charts
-_CJK_HINTS = ("wqy", "wenquanyi", "cjk", "noto sans sc", "noto serif sc", "source han", "sourcehan", "droid sans fallback",
-              "droidsansfallback", "ukai", "uming", "simhei", "simsun", "msyh", "yahei", "pingfang", "hiragino")
-
-
-@lru_cache(maxsize=1)
-def cjk_font() -> str | None:
-    """An installed font family with Chinese glyphs, or None.
-
-    matplotlib's font cache may predate a font installed since (it is built once), so the system's
-    font files with a CJK-looking name are added to the font manager when the cache knows none.
-    """
-    from matplotlib import font_manager
-    from matplotlib.ft2font import FT2Font
-
-    def known() -> str | None:
-        for entry in font_manager.fontManager.ttflist:
-            hay = (entry.name + " " + entry.fname).lower()
-            if not any(h in hay for h in _CJK_HINTS):
-                continue
-            try:
-                if all(FT2Font(entry.fname).get_char_index(ord(ch)) for ch in "谣言辟传播"):
-                    return str(entry.name)
-            except Exception:  # noqa: BLE001 - an unreadable font file is just not a candidate
-                continue
-        return None
-
-    name = known()
-    if name is None:
-        try:
-            for path in font_manager.findSystemFonts():
-                if any(h in path.lower() for h in _CJK_HINTS):
-                    try:
-                        font_manager.fontManager.addfont(path)
-                    except Exception:  # noqa: BLE001
-                        continue
-        except Exception:  # noqa: BLE001 - no fc-list, unreadable folders: plain labels then
-            return None
-        name = known()
-    return name
-
-
 def _label(text: str) -> str:
     """Chart text; without a CJK font, CJK characters would be empty boxes, so they become '?'."""
     text = _chart_label(text)
