@@ -1143,6 +1143,208 @@ def webhooks_list(ctx: Context, status_: str | None, limit: int, as_json: bool) 
     out.print(table)
 
 
+# --------------------------------------------------------------------------- scheduled crawls
+def _schedule_book(ctx: Context) -> Any:
+    """The schedules in the job store (config.yaml's new ones added first); a broken declaration is one line."""
+    from scheduler import ScheduleBook, ScheduleError
+
+    try:
+        book = ScheduleBook(ctx.settings, ctx.store)
+        book.seed()
+    except ScheduleError as exc:
+        raise UserError(str(exc)) from None
+    return book
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"[:100]
+    except (KeyError, OSError):
+        return "cli"
+
+
+@cli.command("scheduler")
+@click.pass_obj
+def scheduler_cmd(ctx: Context) -> None:
+    """Run the crawl scheduler in the foreground until Ctrl-C or SIGTERM, one line per run."""
+    import signal
+    import threading
+
+    from scheduler import PiyaoScheduler, ScheduleError
+    from scheduler.runs import run_line
+
+    def on_run(row: Any) -> None:
+        click.echo(run_line(row))
+
+    sched = PiyaoScheduler(ctx.settings, ctx.store, on_run=on_run)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        sched.start()
+    except ScheduleError as exc:
+        raise UserError(str(exc)) from None
+    schedules = sched.book.schedules()
+    console.print(f"piyao: scheduler running: {len(schedules)} schedule(s), {sum(not s.paused for s in schedules)} active, "
+                  f"time zone {ctx.settings.scheduler.timezone}; Ctrl-C or SIGTERM stops it", highlight=False)
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.print("piyao: scheduler stopping (running crawls are stopped and recorded as interrupted)", highlight=False)
+        sched.shutdown()
+        signal.signal(signal.SIGTERM, previous)
+    console.print("piyao: scheduler stopped", highlight=False)
+
+
+@cli.group()
+def schedules() -> None:
+    """Scheduled crawls in the job store: list, add, pause, resume, run now, remove, history (docs/scheduling.md)."""
+
+
+@schedules.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per schedule.")
+@click.pass_obj
+def schedules_list(ctx: Context, as_json: bool) -> None:
+    """Schedules: id, spider, cron, next run (Beijing time), paused or active, last run."""
+    from scheduler.runs import bj, last_runs
+
+    book = _schedule_book(ctx)
+    last = last_runs(ctx.store)
+    rows = book.schedules()
+    if as_json:
+        for info in rows:
+            r = last.get(info.id)
+            doc = info.to_json() | {"last_run": None if r is None else
+                                    {"id": r.id, "status": r.status, "trigger": r.trigger, "started_beijing": bj(r.started_at)}}
+            click.echo(json.dumps(doc, ensure_ascii=False))
+        return
+    if not rows:
+        out.print("no schedules (add one with `piyao schedules add`)")
+        return
+    table = Table("id", "spider", "cron", "next run (Beijing)", "state", "last run")
+    for info in rows:
+        r = last.get(info.id)
+        table.add_row(info.id, info.spider, info.cron, "—" if info.paused else bj(info.next_run), "paused" if info.paused else "active",
+                      "—" if r is None else f"#{r.id} {r.status} {bj(r.started_at)}")
+    out.print(table)
+
+
+@schedules.command("add")
+@click.argument("schedule_id")
+@click.option("--spider", required=True, help="The spider to run (`piyao crawl --list`).")
+@click.option("--cron", required=True, help='Five fields, minute hour day month weekday, in scheduler.timezone, e.g. "0 2 * * *".')
+@click.option("--start-url", "start_urls", multiple=True, help="Start here instead of the spider's start_urls (repeatable).")
+@click.option("--max-items", type=click.IntRange(0, 10_000_000), default=0, show_default=True, help="Items per run (0: no limit).")
+@click.option("--time-limit", type=click.FloatRange(0, 10080), default=0.0, help="Minutes before a run is stopped (0: scheduler.time_limit_minutes).")
+@click.option("--paused", is_flag=True, help="Add it paused.")
+@click.option("--replace", is_flag=True, help="Change an existing schedule (also one declared in config.yaml, whose values were only the initial ones).")
+@click.pass_obj
+def schedules_add(ctx: Context, schedule_id: str, spider: str, cron: str, start_urls: tuple[str, ...], max_items: int,
+                  time_limit: float, paused: bool, replace: bool) -> None:
+    """Add a schedule to the job store, or change one with --replace (the cron and the spider are checked)."""
+    from scheduler import ScheduleError
+    from scheduler.runs import bj
+
+    book = _schedule_book(ctx)
+    try:
+        info = book.add(schedule_id, spider=spider, cron=cron, start_urls=list(start_urls), max_items=max_items,
+                        time_limit_minutes=time_limit, paused=paused, replace=replace, actor=_cli_actor())
+    except ScheduleError as exc:
+        raise UserError(str(exc)) from None
+    click.echo(f"{'changed' if replace else 'added'} schedule {info.id}: spider {info.spider}, cron {info.cron!r}, "
+               + ("paused" if info.paused else f"next run {bj(info.next_run)} Beijing time"))
+
+
+@schedules.command("pause")
+@click.argument("schedule_id")
+@click.pass_obj
+def schedules_pause(ctx: Context, schedule_id: str) -> None:
+    """No more runs until resumed (a run going on is not stopped)."""
+    from scheduler import ScheduleError
+
+    try:
+        info = _schedule_book(ctx).pause(schedule_id, actor=_cli_actor())
+    except ScheduleError as exc:
+        raise UserError(str(exc)) from None
+    click.echo(f"paused schedule {info.id}")
+
+
+@schedules.command("resume")
+@click.argument("schedule_id")
+@click.pass_obj
+def schedules_resume(ctx: Context, schedule_id: str) -> None:
+    """Run again from the next cron time on."""
+    from scheduler import ScheduleError
+    from scheduler.runs import bj
+
+    try:
+        info = _schedule_book(ctx).resume(schedule_id, actor=_cli_actor())
+    except ScheduleError as exc:
+        raise UserError(str(exc)) from None
+    click.echo(f"resumed schedule {info.id}: next run {bj(info.next_run)} Beijing time")
+
+
+@schedules.command("run-now")
+@click.argument("schedule_id")
+@click.option("--json", "as_json", is_flag=True, help="The run's history row as JSON.")
+@click.pass_obj
+def schedules_run_now(ctx: Context, schedule_id: str, as_json: bool) -> None:
+    """Run a schedule now, in the foreground, through the scheduler's code path and lock; exit status 1 unless it finished."""
+    from scheduler import Runner, ScheduleError
+    from scheduler.runs import run_json, run_line
+
+    book = _schedule_book(ctx)
+    try:
+        info = book.require(schedule_id)
+    except ScheduleError as exc:
+        raise UserError(str(exc)) from None
+    actor = _cli_actor()
+    row = Runner(ctx.settings, ctx.store).run(info.args, trigger="manual", note=f"run now by {actor}")
+    book.note_run_now(info.id, actor=actor, run_id=row.id)
+    click.echo(json.dumps(run_json(row), ensure_ascii=False) if as_json else run_line(row))
+    if row.status != "finished":
+        sys.exit(1)
+
+
+@schedules.command("remove")
+@click.argument("schedule_id")
+@click.pass_obj
+def schedules_remove(ctx: Context, schedule_id: str) -> None:
+    """Delete a schedule from the job store (its history stays)."""
+    from scheduler import ScheduleError
+
+    try:
+        info = _schedule_book(ctx).remove(schedule_id, actor=_cli_actor())
+    except ScheduleError as exc:
+        raise UserError(str(exc)) from None
+    click.echo(f"removed schedule {info.id}")
+
+
+@schedules.command("history")
+@click.argument("schedule_id", required=False)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per run.")
+@click.pass_obj
+def schedules_history(ctx: Context, schedule_id: str | None, limit: int, as_json: bool) -> None:
+    """Runs of the schedules (or of one), newest first: trigger, status, times, pages, items, errors by kind, flagged."""
+    from scheduler.runs import history, run_json, run_line
+
+    rows = history(ctx.store, schedule_id, limit=limit)
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps(run_json(r), ensure_ascii=False))
+        return
+    if not rows:
+        out.print("no schedule runs" + (f" of {schedule_id}" if schedule_id else ""))
+        return
+    for r in rows:
+        out.print(run_line(r), highlight=False, markup=False)
+
+
 def main() -> None:
     try:
         cli(prog_name="piyao")

@@ -1,44 +1,35 @@
-"""Crawls started from the web app ("run now" on the schedules page), and the spiders' run history.
+"""The spiders piyao can run, their crawl-run history, and "run now" from the web app.
 
-A crawl runs exactly as ``piyao crawl NAME`` does (crawlers.run.crawl, then the index outbox
-drained), in a child process watched by a background thread of the server: Twisted's reactor
-starts only once per process, so a long-lived server cannot run Scrapy in-process more than
-once. The child gets the server's own settings, written to a private (0600) YAML file that is
-deleted when it ends, so it crawls into the same store and index. The crawl records itself in
-``crawl_runs`` as every crawl does.
-
-At most one crawl per spider runs at a time from one server process (``CrawlJobs.start`` says
-so when one is already running). The schedule machinery (APScheduler) comes later and will
-start its crawls through the same ``CrawlJobs``.
+"Run now" goes through the scheduler's own code path (``scheduler.runs.Runner``): the request takes the
+schedule's database lock and records a ``running`` ScheduleRun row (or a ``skipped`` one when a run of the
+same schedule or spider is going on in any process: the scheduler, a CLI ``piyao schedules run-now``,
+another click), then a background thread of the server runs the crawl as a child process, within the
+schedule's time limit, and records the result. A spider without a schedule runs under a schedule id equal
+to its name. The crawl records itself in ``crawl_runs`` as every crawl does.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import os
-import subprocess
-import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import yaml
 from sqlalchemy import func, select
 
 from settings import Settings
 from store.db import Store
-from store.models import CrawlRun, utcnow
+from store.models import CrawlRun
+
+if TYPE_CHECKING:
+    from scheduler.runs import RunArgs, Runner
 
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SPIDERS_DIR = PROJECT_ROOT / "crawlers" / "spiders"
-# A crawl that runs longer than this is stopped (a hung site must not hold the spider forever).
-DEFAULT_TIMEOUT_S = 6 * 3600
-OUTPUT_TAIL_CHARS = 4000
 
 _spider_names: list[str] | None = None
 _names_lock = threading.Lock()
@@ -82,118 +73,47 @@ def readiness(settings: Settings, name: str) -> str | None:
     return None
 
 
-@dataclass
-class CrawlJob:
-    """One crawl started from the server; ``state``: running, finished or failed."""
-
-    spider: str
-    started_at: dt.datetime = field(default_factory=utcnow)
-    started_by: str = ""
-    state: str = "running"
-    finished_at: dt.datetime | None = None
-    returncode: int | None = None
-    summary: dict[str, Any] | None = None  # the crawl's summary line (crawlers.run.crawl's dict)
-    output: str = ""  # the end of the child's error output, for a failed crawl
-
-    @property
-    def running(self) -> bool:
-        return self.state == "running"
-
-
-def settings_file(settings: Settings, directory: Path) -> Path:
-    """The settings as a YAML config file only the server's user can read (it may hold index credentials)."""
-    doc = settings.model_dump(mode="json", by_alias=True)
-    doc["data_dir"] = str(settings.data_path)
-    directory.mkdir(parents=True, exist_ok=True)
-    fd_path = directory / f"settings-{os.getpid()}-{threading.get_ident()}-{utcnow().strftime('%Y%m%d%H%M%S%f')}.yaml"
-    fd = os.open(fd_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        yaml.safe_dump(doc, f, allow_unicode=True, sort_keys=False)
-    return fd_path
-
-
-def _summary_of(stdout: str, spider: str) -> dict[str, Any] | None:
-    for line in stdout.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                doc = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(doc, dict) and doc.get("spider") == spider:
-                return doc
-    return None
-
-
 class CrawlJobs:
-    """The crawls this server process started, at most one running per spider."""
+    """Runs started from the web app: begun (locked and recorded) in the request, crawled in a background thread."""
 
-    def __init__(self, settings: Settings, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
-        self.settings = settings
-        self.timeout_s = timeout_s
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
         self._lock = threading.Lock()
-        self._jobs: dict[str, CrawlJob] = {}
-        self._threads: dict[str, threading.Thread] = {}
+        self._threads: dict[int, threading.Thread] = {}
 
-    def get(self, spider: str) -> CrawlJob | None:
-        with self._lock:
-            return self._jobs.get(spider)
+    def start(self, args: RunArgs, *, actor: str) -> tuple[int, bool]:
+        """(the new run's id, True), or (the skipped row's id, False) when a run of the schedule or spider is going on."""
+        from scheduler.runs import Refused
 
-    def running(self) -> set[str]:
+        got = self.runner.begin(args, trigger="manual", note=f"run now by {actor} (web)")
+        if isinstance(got, Refused):
+            return got.run_id, False
+        thread = threading.Thread(target=self._execute, args=(got,), name=f"run-{args.schedule_id}-{got}", daemon=True)
         with self._lock:
-            return {name for name, job in self._jobs.items() if job.running}
-
-    def start(self, spider: str, *, actor: str = "") -> tuple[CrawlJob, bool]:
-        """Start crawling ``spider`` in the background: (its job, True), or (the running job, False)."""
-        with self._lock:
-            job = self._jobs.get(spider)
-            if job is not None and job.running:
-                return job, False
-            job = self._jobs[spider] = CrawlJob(spider=spider, started_by=actor)
-            thread = threading.Thread(target=self._run, args=(job,), name=f"crawl-{spider}", daemon=True)
-            self._threads[spider] = thread
-        log.info("crawl of %s started from the web app by %s", spider, actor or "?")
+            self._threads[got] = thread
         thread.start()
-        return job, True
+        log.info("run #%s of %s started from the web app by %s", got, args.schedule_id, actor or "?")
+        return got, True
 
-    def wait(self, spider: str, timeout: float | None = None) -> CrawlJob | None:
-        """Block until the spider's current job ends (or ``timeout`` seconds pass); the job."""
+    def _execute(self, run_id: int) -> None:
+        try:
+            self.runner.execute(run_id)
+        except Exception:  # noqa: BLE001 - the runner records failures; this only keeps the thread quiet
+            log.exception("run #%s failed", run_id)
+        finally:
+            with self._lock:
+                self._threads.pop(run_id, None)
+
+    def wait(self, run_id: int, timeout: float | None = None) -> None:
+        """Block until run ``run_id`` started here ends (or ``timeout`` seconds pass)."""
         with self._lock:
-            thread = self._threads.get(spider)
+            thread = self._threads.get(run_id)
         if thread is not None:
             thread.join(timeout)
-        return self.get(spider)
 
-    def _command(self, config: Path, spider: str) -> list[str]:
-        return [sys.executable, "-c", "import pipeline; pipeline.main()", "--config", str(config), "crawl", spider]
-
-    def _run(self, job: CrawlJob) -> None:
-        config: Path | None = None
-        rc: int | None = None
-        stdout = stderr = ""
-        try:
-            config = settings_file(self.settings, self.settings.data_path / "crawl" / "web")
-            env = {k: v for k, v in os.environ.items() if not k.startswith("PIYAO_")}
-            env["PYTHONUNBUFFERED"] = "1"
-            proc = subprocess.run(self._command(config, job.spider), cwd=PROJECT_ROOT, env=env, capture_output=True,
-                                  text=True, timeout=self.timeout_s)
-            rc, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
-        except subprocess.TimeoutExpired as exc:
-            stderr = f"stopped after {self.timeout_s:.0f} s\n" + (exc.stderr.decode() if isinstance(exc.stderr, bytes) else exc.stderr or "")
-        except Exception as exc:  # noqa: BLE001 - the job reports any failure to start
-            log.exception("crawl of %s could not run", job.spider)
-            stderr = f"{exc.__class__.__name__}: {exc}"
-        finally:
-            if config is not None:
-                config.unlink(missing_ok=True)
-        summary = _summary_of(stdout, job.spider)
-        ok = rc == 0 and (summary is None or summary.get("status") == "finished")
-        with self._lock:
-            job.returncode, job.summary = rc, summary
-            job.output = stderr[-OUTPUT_TAIL_CHARS:] if not ok else ""
-            job.finished_at = utcnow()
-            job.state = "finished" if ok else "failed"
-        log.info("crawl of %s %s (exit status %s)", job.spider, job.state, rc)
+    def stop(self, reason: str) -> None:
+        """Stop the crawls started here (server shutdown): recorded as interrupted."""
+        self.runner.stop_all(reason)
 
 
 # --------------------------------------------------------------------------- run history

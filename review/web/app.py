@@ -143,11 +143,14 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from review.webhooks import start_delivery_thread, stop_delivery_thread
+        from scheduler import start_in_app, stop_in_app
 
         interval = app.state.settings.web.webhook_interval
         if interval > 0:
             start_delivery_thread(app, interval=interval)
+        start_in_app(app)  # the crawl scheduler, when scheduler.in_server is true
         yield
+        stop_in_app(app)  # and the crawls started with "run now", recorded as interrupted
         if interval > 0:
             stop_delivery_thread(app)
         app.state.heavy.close()
