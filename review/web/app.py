@@ -172,6 +172,9 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
                        max_age=int(settings.web.session_hours * 3600), same_site="lax",
                        https_only=settings.web.secure_cookies)
     app.add_middleware(SecurityHeaders)
+    from review.web.routes_metrics import RequestMetrics
+
+    app.add_middleware(RequestMetrics)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.exception_handler(LoginRequired)
