@@ -1,0 +1,239 @@
+"""Load test: 50 concurrent users for 60 s on debunk search, the review queue and partner intake,
+against a real `piyao serve` on loopback — once with the embedded backend, once with Elasticsearch.
+
+    .venv/bin/pip install -e ".[bench]"          # locust
+    .venv/bin/python bench/load.py [--users 50] [--seconds 60] [--backends embedded,elasticsearch]
+                                   [--es URL] [--debunks FILE ...] [--out var/bench/load.json]
+
+Set-up (not timed): a fresh data dir; the debunks imported with `piyao debunks import` (default: the
+12 CSVs of ../shared/data/debunks when present, else demo/debunks.jsonl); an editor and a viewer
+account, a partner with a token; 300 claims pushed through the intake API so that the queue holds
+flagged claims. Then locust (as a library, one process) runs three kinds of users, started 10 per
+second up to --users, each waiting 0.5–1.5 s between requests (a person's pace, not a flood):
+
+* SearchUser (weight 2): `GET /api/v1/debunks?q=…` with a viewer token, and the search page
+  `GET /debunks?q=…` with a viewer session, queries drawn from the claim texts' jieba words;
+* EditorUser (weight 2): logs in, `GET /queue` (filters and pages drawn at random), opens a claim;
+* PartnerUser (weight 1): `POST /api/v1/claims` with one or two real posts (tests/fixtures/claims_sample.jsonl,
+  varied so that most are new): classified, indexed and matched in the same request.
+
+Prints one JSON object: per backend, per request name and in total: requests, failures (any non-2xx
+or a transport error), p50 / p95 / p99 in ms, requests/s; and the machine. Targets: 0 errors, p95 ≤ 200 ms.
+"""
+
+from __future__ import annotations
+
+# locust monkey-patches the standard library with gevent: import it before anything else.
+from locust import HttpUser, between, events, task  # isort: skip
+from locust.env import Environment  # isort: skip
+
+import argparse
+import glob
+import json
+import os
+import platform
+import random
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+PASSWORD = "load-test-password"
+SAMPLE = ROOT / "tests" / "fixtures" / "claims_sample.jsonl"
+NOISE = ["转发", "！！", "【重要】", "家人们", "速看", "刚刚", "紧急通知", "请转给父母", "据说", "千万注意"]
+
+STATE: dict[str, Any] = {}
+
+
+def _texts() -> list[str]:
+    return [json.loads(line)["text"] for line in SAMPLE.read_text("utf-8").splitlines() if line.strip()]
+
+
+def _queries(texts: list[str]) -> list[str]:
+    from classifier.text import tokenize
+
+    words = sorted({w for t in texts for w in tokenize(t) if len(w) >= 2})
+    rnd = random.Random(3)
+    return [" ".join(rnd.sample(words, k=rnd.choice([1, 2]))) for _ in range(500)] + ["隔夜菜", "致癌", "疫苗", "量子"]
+
+
+def _variant(rnd: random.Random, text: str) -> str:
+    return f"{rnd.choice(NOISE)}{text}{rnd.choice(NOISE)}{rnd.randrange(10**6)}"
+
+
+class SearchUser(HttpUser):
+    weight = 2
+    wait_time = between(0.5, 1.5)
+
+    def on_start(self) -> None:
+        self.rnd = random.Random()
+        self.client.headers["Authorization"] = f"Bearer {STATE['viewer_token']}"
+
+    @task(3)
+    def api_search(self) -> None:
+        q = self.rnd.choice(STATE["queries"])
+        self.client.get("/api/v1/debunks", params={"q": q, "limit": 10}, name="GET /api/v1/debunks?q")
+
+    @task(1)
+    def page_search(self) -> None:
+        q = self.rnd.choice(STATE["queries"])
+        self.client.get("/debunks", params={"q": q}, name="GET /debunks?q (page)")
+
+
+class EditorUser(HttpUser):
+    weight = 2
+    wait_time = between(0.5, 1.5)
+
+    def on_start(self) -> None:
+        self.rnd = random.Random()
+        page = self.client.get("/login", name="GET /login").text
+        token = re.search(r'name="csrf-token" content="([^"]+)"', page)
+        self.client.post("/login", data={"username": "ed", "password": PASSWORD, "csrf_token": token.group(1) if token else "",
+                                         "next": "/queue"}, name="POST /login", allow_redirects=False)
+
+    @task(3)
+    def queue(self) -> None:
+        params = self.rnd.choice([{}, {"order": "uncertainty"}, {"page": 2}, {"status": "all"}, {"topic": "health_wellness"}])
+        r = self.client.get("/queue", params=params, name="GET /queue")
+        ids = re.findall(r'data-claim-id="(\d+)"', r.text)
+        if ids and self.rnd.random() < 0.5:
+            self.client.get(f"/claims/{self.rnd.choice(ids)}", name="GET /claims/{id}")
+
+
+class PartnerUser(HttpUser):
+    weight = 1
+    wait_time = between(0.5, 1.5)
+
+    def on_start(self) -> None:
+        self.rnd = random.Random()
+        self.client.headers["Authorization"] = f"Bearer {STATE['partner_token']}"
+
+    @task
+    def intake(self) -> None:
+        items = [{"external_id": f"load-{self.rnd.randrange(10**12)}", "text": _variant(self.rnd, self.rnd.choice(STATE["texts"]))}
+                 for _ in range(self.rnd.choice([1, 1, 2]))]
+        self.client.post("/api/v1/claims", json={"items": items}, name="POST /api/v1/claims")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(data: Path, backend: str, es: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIYAO_")}
+    env |= {"PIYAO_WEB__SECRET_KEY": "load-test-secret-0123456789", "PIYAO_INDEX__BACKEND": backend}
+    if backend == "elasticsearch":
+        env |= {"PIYAO_INDEX__ELASTICSEARCH__HOSTS": json.dumps([es]), "PIYAO_INDEX__ELASTICSEARCH__ALIAS": f"piyaoload{os.getpid()}"}
+    return env
+
+
+def _piyao(data: Path, env: dict[str, str], *args: str) -> None:
+    subprocess.run([sys.executable, "-c", "import pipeline; pipeline.main()", "--data-dir", str(data), *args],
+                   cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def prepare(data: Path, backend: str, es: str | None, debunk_files: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    from review.accounts import create_partner, create_token, create_user
+    from settings import load_settings
+    from store.db import open_store
+
+    env = _env(data, backend, es)
+    _piyao(data, env, "debunks", "import", *debunk_files)
+    settings = load_settings(data_dir=data, environ=env)
+    store = open_store(settings.store_url)
+    create_user(store, "ed", PASSWORD, "editor")
+    create_user(store, "vic", PASSWORD, "viewer")
+    create_partner(store, "loadpartner")
+    STATE["partner_token"] = create_token(store, partner="loadpartner")[1]
+    STATE["viewer_token"] = create_token(store, user="vic")[1]
+    store.close()
+    port = _free_port()
+    log = open(data / "server.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-c", "import pipeline; pipeline.main()", "--data-dir", str(data), "serve",
+                             "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(url + "/login", timeout=2).read()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        raise SystemExit(f"piyao serve did not start: {(data / 'server.log').read_text(errors='replace')[-2000:]}")
+    # Fill the queue through the API itself (and warm the models): 300 claims, 10 per call.
+    rnd = random.Random(11)
+    for i in range(30):
+        items = [{"external_id": f"warm-{i}-{k}", "text": _variant(rnd, rnd.choice(STATE["texts"]))} for k in range(10)]
+        req = urllib.request.Request(url + "/api/v1/claims", data=json.dumps({"items": items}).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {STATE['partner_token']}", "Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=300).read()
+    return proc, url
+
+
+def run_load(url: str, users: int, seconds: float) -> dict[str, Any]:
+    import gevent
+
+    env = Environment(user_classes=[SearchUser, EditorUser, PartnerUser], events=events, host=url)
+    runner = env.create_local_runner()
+    runner.start(users, spawn_rate=10)
+    gevent.spawn_later(seconds, runner.quit)
+    runner.greenlet.join()
+    out: dict[str, Any] = {}
+
+    def summary(entry: Any) -> dict[str, Any]:
+        return {"requests": entry.num_requests, "failures": entry.num_failures,
+                "p50_ms": entry.get_response_time_percentile(0.50), "p95_ms": entry.get_response_time_percentile(0.95),
+                "p99_ms": entry.get_response_time_percentile(0.99), "rps": round(entry.total_rps, 1)}
+
+    for (name, method), entry in sorted(env.stats.entries.items()):
+        out[name] = summary(entry)
+    out["total"] = summary(env.stats.total)
+    out["errors"] = {f"{e.method} {e.name}: {e.error}": e.occurrences for e in env.stats.errors.values()}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--users", type=int, default=50)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--backends", default="embedded,elasticsearch")
+    ap.add_argument("--es", default=os.environ.get("PIYAO_TEST_ES_URL", "http://127.0.0.1:9200"))
+    ap.add_argument("--debunks", nargs="*", default=None)
+    ap.add_argument("--out", default=str(ROOT / "var" / "bench" / "load.json"))
+    args = ap.parse_args()
+    files = args.debunks or sorted(glob.glob(str(ROOT.parent / "shared" / "data" / "debunks" / "*.csv"))) or [str(ROOT / "demo" / "debunks.jsonl")]
+    STATE["texts"] = _texts()
+    STATE["queries"] = _queries(STATE["texts"])
+    result: dict[str, Any] = {"users": args.users, "seconds": args.seconds, "debunk_files": len(files),
+                              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+                              "backends": {}}
+    for backend in [b for b in args.backends.split(",") if b]:
+        with tempfile.TemporaryDirectory(prefix="piyao-load-") as tmp:
+            data = Path(tmp) / "data"
+            t0 = time.monotonic()
+            proc, url = prepare(data, backend, args.es, files)
+            setup_s = time.monotonic() - t0
+            try:
+                stats = run_load(url, args.users, args.seconds)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+            stats["setup_seconds"] = round(setup_s, 1)
+            result["backends"][backend] = stats
+            print(f"load: {backend}: {stats['total']}", file=sys.stderr)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, ensure_ascii=False, indent=1))
+    print(json.dumps(result, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
