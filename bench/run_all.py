@@ -1,0 +1,114 @@
+"""Run every benchmark, one after another, and write one JSON summary.
+
+    .venv/bin/python bench/run_all.py [--es URL] [--only NAME,...] [--skip NAME,...] [--quick]
+                                      [--out var/bench/summary.json]
+
+Each benchmark runs as its own process (as a user would run it; see each script's docstring for
+what it measures and the data it reads from ../shared/data), one at a time so they do not compete
+for the two cores; its last stdout line is its JSON result. ``--quick`` runs the smaller sizes
+(for a smoke run; the published figures in docs/benchmarks.md come from full runs). A benchmark
+that fails is recorded with its exit status and the tail of its stderr, and the others still run.
+The GPU fine-tuning benchmark runs only with ``--gpu`` (it needs a CUDA device).
+
+The summary: {"machine": {...}, "started": ISO time, "benchmarks": {name: {"argv", "seconds",
+"status", "result" | "error"}}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def plan(es: str, quick: bool, gpu: bool) -> dict[str, list[str]]:
+    """name → arguments, in the order they run (cheap first)."""
+    p: dict[str, list[str]] = {
+        "import": [],
+        "index": ["--es", es] + (["--claims", "2000", "--searches", "200"] if quick else []),
+        "backend_agreement": ["--es", es] + (["--n", "100"] if quick else []),
+        "classify": ["--n", "600"] if quick else [],
+        "crawl": ["--pages", "1000"] if quick else [],
+        "match": (["--sizes", "6000", "--queries", "50"] if quick else []) + ["--es", es],
+        "load": ["--es", es] + (["--users", "10", "--seconds", "15"] if quick else []),
+        "daily": ["--claims", "20000"] if quick else [],
+        "fuzz_api": ["--cases", "500"] if quick else ["--cases", "10000"],
+    }
+    if gpu:
+        p["gpu_finetune"] = []
+    return p
+
+
+SCRIPTS = {"import": "import_bench.py", "index": "index_bench.py", "backend_agreement": "backend_agreement.py",
+           "classify": "classify_bench.py", "crawl": "crawl_bench.py", "match": "match_bench.py", "load": "load.py",
+           "daily": "daily.py", "fuzz_api": "fuzz_api.py", "gpu_finetune": "gpu_finetune.py"}
+
+
+def last_json(stdout: str) -> Any:
+    for line in reversed(stdout.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                continue
+    return None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--es", default=os.environ.get("PIYAO_TEST_ES_URL", "http://127.0.0.1:9200"))
+    ap.add_argument("--only", default="", help="Comma-separated names to run (default: all).")
+    ap.add_argument("--skip", default="", help="Comma-separated names to leave out.")
+    ap.add_argument("--quick", action="store_true", help="Smaller sizes, for a smoke run.")
+    ap.add_argument("--gpu", action="store_true", help="Also run the GPU fine-tuning benchmark.")
+    ap.add_argument("--out", default=str(ROOT / "var" / "bench" / "summary.json"))
+    args = ap.parse_args()
+    only = {n for n in args.only.split(",") if n}
+    skip = {n for n in args.skip.split(",") if n}
+    unknown = (only | skip) - set(SCRIPTS)
+    if unknown:
+        print(f"run_all: error: unknown benchmark(s) {', '.join(sorted(unknown))}; known: {', '.join(SCRIPTS)}", file=sys.stderr)
+        return 2
+    summary: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "quick": args.quick, "benchmarks": {}}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for name, extra in plan(args.es, args.quick, args.gpu).items():
+        if (only and name not in only) or name in skip:
+            continue
+        script = ROOT / "bench" / SCRIPTS[name]
+        if not script.exists():
+            summary["benchmarks"][name] = {"status": "missing", "error": f"{script.name} not found"}
+            continue
+        argv = [sys.executable, str(script), *extra]
+        print(f"run_all: {name}: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
+        t0 = time.monotonic()
+        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+        entry: dict[str, Any] = {"argv": argv[1:], "seconds": round(time.monotonic() - t0, 1), "exit_status": proc.returncode}
+        result = last_json(proc.stdout)
+        if proc.returncode == 0 and result is not None:
+            entry |= {"status": "ok", "result": result}
+        else:
+            entry |= {"status": "failed", "error": proc.stderr.strip()[-2000:]}
+        summary["benchmarks"][name] = entry
+        out.write_text(json.dumps(summary, ensure_ascii=False, indent=1))  # kept after each, so nothing is lost
+        print(f"run_all: {name}: {entry['status']} in {entry['seconds']} s", file=sys.stderr, flush=True)
+    summary["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    out.write_text(json.dumps(summary, ensure_ascii=False, indent=1))
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0 if all(b.get("status") == "ok" for b in summary["benchmarks"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
