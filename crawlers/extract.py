@@ -114,9 +114,16 @@ _CLEANER = Cleaner(
     forms=True,
     annoying_tags=True,
     safe_attrs_only=True,
-    kill_tags={"noscript", "template", "svg", "canvas", "audio", "video", "button", "iframe", "object", "embed", "applet"},
+    # Not "embed": libxml2 does not know it is a void element and would drop the text after an unclosed
+    # <embed> with it (embedded=True removes the tag itself).
+    kill_tags={"noscript", "template", "svg", "canvas", "audio", "video", "button", "iframe", "object", "applet"},
 )
 _WS = re.compile(r"[ \t\r\n\f\v\u00a0\u2002\u2003\u3000\u200b\ufeff]+")
+_URL_JUNK = re.compile(r"[\x00-\x20]+")
+# lxml refuses a str that declares its encoding (ValueError): the declaration means nothing once decoded.
+_XML_DECL = re.compile(r"^\s*<\?xml[^>]*>")
+# Characters lxml refuses in a tree (ValueError when the cleaner joins the text around a dropped element).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _drop_widgets(root: etree._Element) -> None:
@@ -125,7 +132,8 @@ def _drop_widgets(root: etree._Element) -> None:
     for el in root.iter():
         if not isinstance(el.tag, str):
             continue
-        href = (el.get("href") or "").strip().lower()
+        # Browsers drop tabs and newlines inside a URL and controls around it: "java\tscript:" runs too.
+        href = _URL_JUNK.sub("", el.get("href") or "").lower()
         marker = f"{el.get('class') or ''} {el.get('id') or ''}"
         if href.startswith(("javascript:", "vbscript:")) or (marker.strip() and _WIDGET.search(marker)):
             doomed.append(el)
@@ -163,6 +171,7 @@ def html_to_text(html: str) -> str:
         return ""
     if isinstance(html, bytes):
         html = html.decode("utf-8", "replace")
+    html = _NOT_XML.sub(" ", _XML_DECL.sub("", html.lstrip("\ufeff"), count=1))
     try:
         doc = lxml.html.document_fromstring(html)
     except (etree.ParserError, ValueError):
@@ -251,8 +260,11 @@ def parse_feed_datetime(s: object) -> _dt.datetime | None:
             return None
     assert value is not None
     if value.tzinfo is not None:
-        value = value.astimezone(_dt.timezone.utc).replace(tzinfo=None)
-    return value
+        try:
+            value = value.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # "9999-12-31T23:00:00-12:00" leaves datetime's range
+            return None
+    return value if _MIN_YEAR <= value.year <= _MAX_YEAR else None
 
 
 # ---------------------------------------------------------------------------
@@ -276,6 +288,10 @@ _MONTH_DAY = re.compile(
 )
 _ISO_WITH_ZONE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}:?\d{2})$", re.I)
 _DAY_OFFSETS = {"今天": 0, "今日": 0, "昨天": 1, "昨日": 1, "前天": 2, "大前天": 3}
+# Timestamps outside these years are placeholders ("0001-01-01T00:00:00Z" is Go's zero time) or garbage.
+_MIN_YEAR, _MAX_YEAR = 1900, 2100
+# "99999年前" is no date either: relative forms reach back a century at most.
+_MAX_MONTHS_AGO = 1200
 
 
 @_functools.lru_cache(maxsize=16)
@@ -369,7 +385,7 @@ def parse_cn_datetime(s: object, now: _dt.datetime | None = None, tz: str = DEFA
                 value = _parsedate(raw)
             except (TypeError, ValueError, IndexError):
                 value = None
-        if value is not None:
+        if value is not None and _MIN_YEAR <= value.year <= _MAX_YEAR:  # (outside, astimezone may overflow)
             return value.replace(tzinfo=zone) if value.tzinfo is None else value.astimezone(zone)
     found = _match_datetime(raw)
     if found is not None:
@@ -380,9 +396,13 @@ def parse_cn_datetime(s: object, now: _dt.datetime | None = None, tz: str = DEFA
         unit = m.group("unit")
         if n is not None:
             if unit in ("月", "年"):
-                return _minus_months(now, int(n * (12 if unit == "年" else 1)))
-            seconds = {"秒钟": 1, "秒": 1, "分钟": 60, "分": 60, "小时": 3600, "钟头": 3600, "天": 86400, "日": 86400}.get(unit, 7 * 86400)
-            return now - _dt.timedelta(seconds=n * seconds)
+                months = int(n * (12 if unit == "年" else 1))
+                if months <= _MAX_MONTHS_AGO:
+                    return _minus_months(now, months)
+            else:
+                seconds = {"秒钟": 1, "秒": 1, "分钟": 60, "分": 60, "小时": 3600, "钟头": 3600, "天": 86400, "日": 86400}.get(unit, 7 * 86400)
+                if n * seconds <= _MAX_MONTHS_AGO * 31 * 86400:
+                    return now - _dt.timedelta(seconds=n * seconds)
     m = _DAY_WORD.search(raw)
     if m:
         day = now.date() - _dt.timedelta(days=_DAY_OFFSETS[m.group("word")])
@@ -515,7 +535,10 @@ def detect_encoding(body: bytes, declared: str | None, *, also_declared: tuple[s
     """
     decl = _codec(declared) or "utf-8"
     if body.isascii():
-        return EncodingChoice(decl, False, "ascii", True, 1.0)
+        if _strict(body, decl) == body.decode("ascii"):
+            return EncodingChoice(decl, False, "ascii", True, 1.0)
+        if b"\x00" not in body:  # not UTF-16/32 (nor UTF-7, which no browser honours): ASCII bytes are ASCII text
+            return EncodingChoice("utf-8", True, "ascii", True, 1.0)
     text = _strict(body, decl)
     clean = text is not None
     if text is None:
