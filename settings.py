@@ -361,7 +361,7 @@ def _env_overrides(environ: dict[str, str]) -> list[tuple[list[str], Any]]:
         path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__")]
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+        except (yaml.YAMLError, *_YAML_CRASHES):  # not YAML: the value is a plain string
             value = raw
         out.append((path, value))
     return out
@@ -377,13 +377,23 @@ def _set_path(doc: dict[str, Any], path: list[str], value: Any, origin: str) -> 
     node[path[-1]] = value
 
 
+# PyYAML's constructors of explicitly tagged scalars raise these on bad input ("!!int" alone: IndexError,
+# "!!bool x": KeyError, "!!timestamp 10000-01-01": AttributeError), and "[[[[…" nests past the stack.
+_YAML_CRASHES = (ValueError, IndexError, KeyError, AttributeError, TypeError, OverflowError, RecursionError)
+
+
+def _one_line(message: str) -> str:
+    """A ConfigError message is one line: YAML errors and keys may hold line breaks."""
+    return " ".join(message.split())
+
+
 def _describe(err: ValidationError, origin: str) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "<root>"
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
-    return f"{loc}: {msg} ({origin})"
+    return _one_line(f"{loc}: {msg} ({origin})")
 
 
 def load_settings(
@@ -400,10 +410,14 @@ def load_settings(
     if path.exists():
         try:
             loaded = yaml.safe_load(path.read_text("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{origin}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{origin}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+            raise ConfigError(_one_line(f"{origin}{where}: not valid YAML ({getattr(exc, 'problem', exc)})")) from None
+        except _YAML_CRASHES as exc:
+            raise ConfigError(_one_line(f"{origin}: not valid YAML ({exc.__class__.__name__}: {exc})")) from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
