@@ -125,9 +125,14 @@ def _bump(conn: sqlite3.Connection) -> None:
 
 
 def fts_query(tokens: list[str]) -> str:
-    """An FTS5 OR-query of quoted terms (BM25 then ranks documents holding more of them first)."""
+    """An FTS5 OR-query of quoted terms (BM25 then ranks documents holding more of them first).
+
+    NUL is dropped: FTS5 reads the query as a C string, so a NUL inside a quoted term is an
+    "unterminated string" syntax error.
+    """
     seen: list[str] = []
     for t in tokens:
+        t = t.replace("\x00", "")
         if t not in seen:
             seen.append(t)
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in seen[:64])
