@@ -194,7 +194,9 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        errors = [{"loc": list(e.get("loc", [])), "msg": e.get("msg", "")} for e in exc.errors()][:20]
+        # "type" too: the OpenAPI document promises FastAPI's ValidationError shape (loc, msg, type).
+        errors = [{"loc": list(e.get("loc", [])), "msg": e.get("msg", ""), "type": e.get("type", "value_error")}
+                  for e in exc.errors()][:20]
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": errors}, status_code=422)
         detail = "；".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or '请求'}: {e['msg']}" for e in errors)

@@ -44,6 +44,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "No or invalid token"},
     403: {"description": "The token's role may not do this"},
 }
+# Operations with a JSON body: FastAPI answers 400 when the body is not text (not UTF-8).
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 400: {"description": "The body is not UTF-8 text"}}
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -62,7 +64,7 @@ def _limit(request: Request, limit: int | None) -> int:
 
 
 # --------------------------------------------------------------------------- intake
-@router.post("/claims", response_model=IntakeResponse, responses={**ERRORS, 422: {"description": "Invalid items"},
+@router.post("/claims", response_model=IntakeResponse, responses={**BODY_ERRORS, 422: {"description": "Invalid items"},
              503: {"description": "The classifier or the index is unavailable; retry (the call is idempotent)"}},
              summary="Submit posts: classification and matching debunks in one call")
 def submit_claims(request: Request, body: IntakeRequest, me: Identity = Depends(require("partner_or_editor"))) -> IntakeResponse:
@@ -224,7 +226,14 @@ class ReviewOut(BaseModel):
 
 
 @router.post("/claims/{claim_id}/review", response_model=ReviewOut,
-             responses={**ERRORS, 404: {"description": "No such claim"}, 409: {"description": "The claim changed since expected_version; nothing was saved"}},
+             responses={**BODY_ERRORS, 404: {"description": "No such claim"},
+                        409: {"description": "The claim changed since expected_version; nothing was saved"},
+                        422: {"description": "Invalid fields (a list, as elsewhere), or a decision that cannot be recorded "
+                                             "(a message: a debunk not matched to the claim)",
+                              "content": {"application/json": {"schema": {"anyOf": [
+                                  {"$ref": "#/components/schemas/HTTPValidationError"},
+                                  {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]},
+                              ]}}}}},
              summary="Record an editor's verdict (optimistic locking with expected_version)")
 def review_claim(request: Request, claim_id: int = Path(..., ge=1, le=2**31 - 1), body: ReviewIn = Body(...),
                  me: Identity = Depends(require("editor"))) -> Any:
