@@ -917,6 +917,42 @@ def report(ctx: Context, kind: str, period: str | None, fmt: str, out_dir: str |
         click.echo(str(path))
 
 
+# --------------------------------------------------------------------------- store and index agreement
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--repair", is_flag=True, help="Re-enqueue what differs, index it, and check again.")
+@click.pass_obj
+def check(ctx: Context, as_json: bool, repair: bool) -> None:
+    """Compare the store with the index: counts and checksums per kind; exit 0 when they agree, 1 when not.
+
+    Writes waiting in the outbox are reported as pending, not as a difference.
+    """
+    from sqlalchemy.exc import OperationalError
+
+    from index.backend import BackendError
+    from index.consistency import compare, repair as repair_index
+    from index.outbox import OutboxError
+
+    try:
+        report = compare(ctx.store, ctx.backend)
+        if repair and (report.pending or not report.agree):
+            index_pending(ctx, show_progress=False)
+            fixed = repair_index(ctx.store, ctx.backend, report, batch_size=ctx.settings.index.batch_size) if not report.agree else 0
+            report = compare(ctx.store, ctx.backend)
+            report.repaired = fixed
+    except (BackendError, OutboxError) as exc:
+        raise UserError(str(exc)) from None
+    except OperationalError as exc:
+        raise UserError(storage_failure(exc) or str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        for line in report.lines():
+            out.print(line, highlight=False, markup=False)
+    if not report.agree:
+        click.get_current_context().exit(1)
+
+
 # --------------------------------------------------------------------------- web app and accounts
 @cli.command()
 @click.option("--host", default=None, help="Address to listen on (default: web.host).")
@@ -1345,12 +1381,43 @@ def schedules_history(ctx: Context, schedule_id: str | None, limit: int, as_json
         out.print(run_line(r), highlight=False, markup=False)
 
 
+def storage_failure(exc: BaseException) -> str | None:
+    """One line for a database that is locked past the busy timeout or a disk that is full (else None).
+
+    Either way the failed transaction was rolled back: what it was writing is not there, what committed
+    before is, and the same command finishes once the lock is released or space is freed.
+    """
+    import errno
+
+    from sqlalchemy.exc import OperationalError
+
+    if isinstance(exc, OperationalError):
+        reason = str(exc.orig).splitlines()[0] if str(exc.orig) else exc.__class__.__name__
+        if "locked" in reason or getattr(exc.orig, "sqlstate", None) == "55P03":
+            return f"the database is locked by another process ({reason}); the failed step saved nothing: run the command again"
+        if "full" in reason or getattr(exc.orig, "sqlstate", None) == "53100":
+            return f"no space left for the database ({reason}); the failed step saved nothing, earlier commits are intact: free space and run the command again"
+        if "disk I/O error" in reason:  # SQLite's word for a write refused by a file size limit (EFBIG) or the device
+            return (f"the database could not be written ({reason}: a file size limit, a full or failing disk); the failed step "
+                    "saved nothing, earlier commits are intact: fix it and run the command again")
+        return f"database error: {reason}"
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return f"no space left on the device ({exc.strerror}: {exc.filename or ''}); free space and run the command again"
+    return None
+
+
 def main() -> None:
     try:
         cli(prog_name="piyao")
     except KeyboardInterrupt:
         click.echo("piyao: interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:
+        line = storage_failure(exc)
+        if line is None:
+            raise
+        click.echo(f"piyao: error: {line}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -69,6 +71,66 @@ class Hit:
         return int(self.key.split(":", 1)[1])
 
 
+# Both backends keep this much of a document's text for display; a fingerprint covers what they keep.
+FINGERPRINT_TEXT_CHARS = 20_000
+
+
+def passage_digest(position: int, kind: str, text: str) -> str:
+    """One passage as a fingerprint sees it (backends keep digests, not texts, while they scan)."""
+    return hashlib.sha256(json.dumps([position, kind, text], ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def fields_digest(*, kind: str, title: str, text: str, source: str, url: str | None, date: dt.date | str | None) -> str:
+    """A document's stored fields (its text as far as backends keep it) as one digest."""
+    day = date.isoformat() if isinstance(date, dt.date) else (date or None)
+    fields = [kind, title, text[:FINGERPRINT_TEXT_CHARS], source, url or None, day]
+    return hashlib.sha256(json.dumps(fields, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def combine(fields: str, passages: Iterable[tuple[int, str]] = ()) -> str:
+    """The fingerprint: a document's ``fields_digest`` and its passages' digests by position."""
+    h = hashlib.sha256(fields.encode("ascii"))
+    for position, digest in sorted(passages):
+        h.update(f"\n{position}:{digest}".encode("ascii"))
+    return h.hexdigest()
+
+
+def fingerprint(
+    *,
+    kind: str,
+    title: str,
+    text: str,
+    source: str,
+    url: str | None,
+    date: dt.date | str | None,
+    passages: Iterable[tuple[int, str]] = (),
+) -> str:
+    """The content hash of an indexed document: its stored fields and its passages' digests by position.
+
+    The store side (``doc_fingerprint``) and each backend (``Backend.fingerprints``, from what it stored)
+    compute it the same way, so ``index.consistency`` can tell a stale or half-written document apart.
+    """
+    return combine(fields_digest(kind=kind, title=title, text=text, source=source, url=url, date=date), passages)
+
+
+def doc_fingerprint(doc: IndexDoc) -> str:
+    """What ``fingerprint`` gives for ``doc`` once a backend has indexed it."""
+    return fingerprint(
+        kind=doc.kind,
+        title=doc.title,
+        text=doc.text,
+        source=doc.source,
+        url=doc.url,
+        date=doc.date,
+        passages=[(p.position, passage_digest(p.position, p.kind, p.text)) for p in doc.passages],
+    )
+
+
+def orphan_fingerprint(doc_key: str, passages: Iterable[tuple[int, str]]) -> str:
+    """Passages left indexed without their document: a fingerprint no stored document has."""
+    return fingerprint(kind=doc_key.split(":", 1)[0], title="", text="", source="", url=None, date=None, passages=passages)
+
+
 class BackendError(Exception):
     """The index cannot be reached or used; the message is one line for the user."""
 
@@ -99,6 +161,10 @@ class Backend(Protocol):
 
     def close(self) -> None:
         ...
+
+    def fingerprints(self, kind: str | None = None) -> Iterator[tuple[str, str]]:
+        """(key, ``fingerprint``) of every indexed document (of ``kind``), computed from what the index stored,
+        passages included; read from one snapshot where the backend has one (``index.consistency``)."""
 
     # Passages of debunks, for claim matching (index.matching). Filters apply to the article
     # (source, dates); ``kind`` is ignored: passages belong to debunks.

@@ -32,7 +32,7 @@ import numpy as np
 from elasticsearch import ApiError, Elasticsearch, TransportError, helpers
 
 from classifier.text import tokenize
-from index.backend import BackendError, Hit, IndexDoc, PassageHit, SearchFilters
+from index.backend import BackendError, Hit, IndexDoc, PassageHit, SearchFilters, combine, fields_digest, orphan_fingerprint, passage_digest
 from index.snippets import make_snippet
 
 logger = logging.getLogger(__name__)
@@ -530,6 +530,42 @@ class ElasticBackend:
     def keys(self, kind: str | None = None) -> set[str]:
         query = {"term": {"kind": kind}} if kind else {"match_all": {}}
         return {h["_id"] for h in helpers.scan(self.es, index=self.alias, query={"query": query}, _source=False)}
+
+    def fingerprints(self, kind: str | None = None) -> Iterator[tuple[str, str]]:
+        """(key, fingerprint) of every document, from what the indices keep in ``_source``: one scroll over both
+        aliases, so documents and passages come from the same point in time."""
+        query: dict[str, Any]
+        if kind == "claim":
+            index, query = self.alias, {"term": {"kind": "claim"}}
+        else:
+            index = f"{self.alias},{self.passages_alias}"
+            query = {"match_all": {}} if kind is None else {
+                # Documents of the kind, and passages (their "kind" is the passage's; only passages have doc_key).
+                "bool": {"should": [{"term": {"kind": kind}}, {"exists": {"field": "doc_key"}}], "minimum_should_match": 1}}
+        docs: dict[str, str] = {}  # key → fields_digest (not the texts: the corpus need not fit in memory)
+        parts: dict[str, list[tuple[int, str]]] = {}
+        try:
+            for h in helpers.scan(self.es, index=index, query={"query": query}, size=500,
+                                  _source=["kind", "title", "text", "source", "url", "date", "doc_key", "position"]):
+                src = h.get("_source") or {}
+                if "doc_key" in src:
+                    pos = int(src["position"])
+                    parts.setdefault(src["doc_key"], []).append((pos, passage_digest(pos, src["kind"], src.get("text") or "")))
+                else:
+                    docs[h["_id"]] = fields_digest(kind=src["kind"], title=src.get("title") or "", text=src.get("text") or "",
+                                                   source=src.get("source") or "", url=src.get("url"), date=src.get("date"))
+        except (TransportError, ApiError) as exc:
+            raise BackendError(f"Elasticsearch request failed: {_reason(exc)}") from None
+        except helpers.ScanError as exc:
+            raise BackendError(f"Elasticsearch scan failed: {str(exc)[:300]}") from None
+        out: list[tuple[str, str]] = []
+        for key in sorted(docs):
+            out.append((key, combine(docs[key], parts.pop(key, ()))))
+        # Passages whose document is gone: listed under that key, so that a check sees them.
+        for doc_key, orphans in sorted(parts.items()):
+            if kind is None or doc_key.startswith(kind + ":"):
+                out.append((doc_key, orphan_fingerprint(doc_key, orphans)))
+        return iter(out)
 
     # passages ------------------------------------------------------------
     def search_passages(self, tokens: list[str], *, limit: int = 50, filters: SearchFilters | None = None) -> list[PassageHit]:

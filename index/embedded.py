@@ -14,10 +14,10 @@ import datetime as dt
 import sqlite3
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from classifier.text import tokenize
-from index.backend import BackendError, Hit, IndexDoc, PassageHit, SearchFilters
+from index.backend import BackendError, Hit, IndexDoc, PassageHit, SearchFilters, fingerprint, orphan_fingerprint, passage_digest
 from index.snippets import make_snippet
 
 if TYPE_CHECKING:
@@ -281,6 +281,32 @@ class EmbeddedBackend:
             if kind:
                 sql, params = sql + " WHERE kind = ?", (kind,)
             return {r[0] for r in self._db.execute(sql, params)}
+
+    def fingerprints(self, kind: str | None = None) -> Iterator[tuple[str, str]]:
+        """(key, fingerprint) of every document, from one read snapshot (a second connection: WAL readers
+        see the last commit, whatever another process writes meanwhile)."""
+        conn = sqlite3.connect(str(self.path), timeout=60)
+        try:
+            conn.execute("BEGIN")  # one snapshot for both tables
+            where, params = (" WHERE kind = ?", (kind,)) if kind else ("", ())
+            parts: dict[str, list[tuple[int, str]]] = {}
+            if kind in (None, "debunk"):
+                for doc_key, position, pkind, text in conn.execute("SELECT doc_key, position, kind, text FROM passages"):
+                    parts.setdefault(doc_key, []).append((position, passage_digest(position, pkind, text)))
+            out: list[tuple[str, str]] = []
+            rows = conn.execute(f"SELECT key, kind, title, text, source, url, date FROM docs{where} ORDER BY key", params)
+            for key, dkind, title, text, source, url, date in rows:
+                fp = fingerprint(kind=dkind, title=title, text=text, source=source, url=url, date=date, passages=parts.get(key, ()))
+                out.append((key, fp))
+                parts.pop(key, None)
+            # Passages whose document is gone: listed under that key, so that a check sees them.
+            for doc_key, orphans in sorted(parts.items()):
+                out.append((doc_key, orphan_fingerprint(doc_key, orphans)))
+        except sqlite3.Error as exc:
+            raise BackendError(f"cannot read the embedded index {self.path}: {exc}") from exc
+        finally:
+            conn.close()
+        return iter(out)
 
     # passages ------------------------------------------------------------
     @staticmethod

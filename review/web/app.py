@@ -209,6 +209,26 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
             return JSONResponse({"detail": "服务器内部错误，已记录"}, status_code=500)
         return render(request, "error.html", {"status": 500, "detail": "服务器内部错误，已记录。请稍后重试。"}, status_code=500)
 
+    from sqlalchemy.exc import OperationalError
+
+    @app.exception_handler(OperationalError)
+    async def _db_locked(request: Request, exc: OperationalError) -> Response:
+        """Another process holds the database's write lock past the busy timeout: the transaction was rolled
+        back, so nothing was saved; a 503 says so and to retry (any other database error is a 500)."""
+        orig = getattr(exc, "orig", None)
+        locked = "database is locked" in str(orig) or "database table is locked" in str(orig) \
+            or getattr(orig, "sqlstate", None) == "55P03"  # PostgreSQL: lock_timeout
+        if not locked:
+            return await _crash(request, exc)
+        log.warning("database locked on %s %s: %s", request.method, request.url.path, str(orig).splitlines()[0])
+        detail = "数据库正被其他进程占用，本次操作没有保存任何内容，请稍后重试"
+        headers = {"Retry-After": "5"}
+        if request.url.path.startswith("/api/") or "text/html" not in request.headers.get("accept", "text/html"):
+            return JSONResponse({"detail": detail}, status_code=503, headers=headers)
+        response = render(request, "error.html", {"status": 503, "detail": detail}, status_code=503)
+        response.headers.update(headers)
+        return response
+
     from review.web import routes_admin, routes_api, routes_audit, routes_auth, routes_debunks, routes_metrics, routes_queue, routes_schedules, routes_stats
 
     for module in (routes_auth, routes_queue, routes_audit, routes_debunks, routes_stats, routes_schedules, routes_admin, routes_api, routes_metrics):

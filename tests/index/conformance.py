@@ -30,7 +30,7 @@ import pytest
 
 from classifier.encoder import DIM
 from classifier.text import tokenize
-from index.backend import Backend, IndexDoc, PassageHit, SearchFilters
+from index.backend import Backend, IndexDoc, PassageHit, SearchFilters, doc_fingerprint
 from index.passages import KINDS, Passage, split_passages
 
 if TYPE_CHECKING:
@@ -393,3 +393,41 @@ class BackendConformance:
         assert backend.knn_passages(unit_vector("debunk:2#1"), limit=5) == []
         backend.upsert(SMALL[:1])
         assert backend.vector_counts(KINDS) == (3, 0)
+
+    # -- fingerprints (index.consistency, `piyao check`) ----------------------------------------
+    def test_fingerprints_are_what_was_indexed(self, backend: Backend) -> None:
+        """Each backend hashes what it stored exactly as the store side hashes the document it would write."""
+        claim = IndexDoc(key="claim:7", kind="claim", title="网传隔夜菜会致癌", text="网传隔夜菜会致癌，转给家人", source="weibo",
+                         url=None, date=dt.date(2026, 1, 2))
+        docs = [*SMALL, claim]
+        assert dict(backend.fingerprints()) == {}
+        backend.upsert(docs)
+        expected = {d.key: doc_fingerprint(d) for d in docs}
+        assert dict(backend.fingerprints()) == expected
+        assert dict(backend.fingerprints("claim")) == {"claim:7": expected["claim:7"]}
+        assert dict(backend.fingerprints("debunk")) == {k: v for k, v in expected.items() if k.startswith("debunk:")}
+        # Vectors are derived data of the index alone: they change no fingerprint.
+        fake_embed(backend)
+        assert dict(backend.fingerprints()) == expected
+        # A new version of one document changes its fingerprint only, to the new document's.
+        changed = debunk(2, [("title", "隔夜菜会致癌吗"), ("rumor", "隔夜菜放冰箱也会致癌")], source="乙", date=dt.date(2020, 5, 1))
+        backend.upsert([changed])
+        now = dict(backend.fingerprints())
+        assert now == expected | {"debunk:2": doc_fingerprint(changed)} and now["debunk:2"] != expected["debunk:2"]
+        # Every field counts: the date, the url, the source, a passage's kind.
+        for variant in (IndexDoc(**{**changed.__dict__, "date": dt.date(2020, 5, 2)}),
+                        IndexDoc(**{**changed.__dict__, "url": "https://example.org/other"}),
+                        IndexDoc(**{**changed.__dict__, "source": "丙"}),
+                        IndexDoc(**{**changed.__dict__, "passages": [Passage("title", changed.passages[0].text, 0),
+                                                                     Passage("verdict", changed.passages[1].text, 1)]})):
+            assert doc_fingerprint(variant) != doc_fingerprint(changed)
+        # A debunk indexed without its passages (a half-written upsert) does not pass for the whole one.
+        backend.upsert([IndexDoc(**{**SMALL[0].__dict__, "passages": []})])
+        assert dict(backend.fingerprints())["debunk:1"] != expected["debunk:1"]
+        backend.delete(["debunk:3"])
+        assert set(dict(backend.fingerprints())) == {"debunk:1", "debunk:2", "claim:7"}
+        # A rebuild from the same documents gives the same fingerprints.
+        backend.rebuild(iter(docs))
+        assert dict(backend.fingerprints()) == expected
+        backend.clear()
+        assert dict(backend.fingerprints()) == {}
