@@ -127,11 +127,20 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _drop_widgets(root: etree._Element) -> None:
-    """Remove UI widgets with their text: javascript: links and share/QR blocks."""
+    """Remove UI widgets with their text: javascript: links and share/QR blocks.
+
+    Also drops attributes whose name starts with "{" (``<div {{attr}}>`` in a template): lxml reads such a
+    name as a namespace and the cleaner's ``del attrib[name]`` raises ValueError on it.
+    """
     doomed = []
     for el in root.iter():
         if not isinstance(el.tag, str):
             continue
+        if any(name.startswith("{") for name in el.attrib):
+            kept = [(k, v) for k, v in el.attrib.items() if not k.startswith("{")]
+            el.attrib.clear()  # (deleting the one name fails the same way)
+            for k, v in kept:
+                el.set(k, v)
         # Browsers drop tabs and newlines inside a URL and controls around it: "java\tscript:" runs too.
         href = _URL_JUNK.sub("", el.get("href") or "").lower()
         marker = f"{el.get('class') or ''} {el.get('id') or ''}"
