@@ -97,7 +97,10 @@ class IntakeItem(BaseModel):
     def _published(cls, v: dt.datetime | None) -> dt.datetime | None:
         """Stored as naive UTC, like every other time in the store."""
         if v is not None and v.tzinfo is not None:
-            v = v.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            try:
+                v = v.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            except OverflowError:  # pydantic turns ValueError (only) into a 422
+                raise ValueError("published is out of range once converted to UTC") from None
         return v
 
 

@@ -48,10 +48,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 BODY_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 400: {"description": "The body is not UTF-8 text"}}
 
 
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
+def _utc(value: dt.datetime | None, name: str = "since") -> dt.datetime | None:
     """Query times with an offset are converted; times without one are read as UTC (the store's zone)."""
     if value is not None and value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        try:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # "0001-01-01T00:00:00+01:00" falls before year 1 in UTC
+            raise RequestValidationError([{"loc": ["query", name], "type": "value_error",
+                                           "msg": "Datetime is out of range once converted to UTC"}]) from None
     return value
 
 

@@ -89,9 +89,12 @@ def _day(value: str, name: str) -> dt.date | None:
         return None
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
         try:
-            return dt.date.fromisoformat(value)
+            day = dt.date.fromisoformat(value)
         except ValueError:
             pass
+        else:
+            if 1900 <= day.year <= 2100:  # "0001-01-01", "9999-12-31": the query's day bounds would overflow
+                return day
     raise HTTPException(status_code=422, detail=f"{name}的格式应为 YYYY-MM-DD，例如 2026-11-28")
 
 

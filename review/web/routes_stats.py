@@ -33,10 +33,13 @@ def _parse(value: str, label: str, errors: list[str]) -> dt.date | None:
     if not value:
         return None
     try:
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
+        day = None
+    if day is None or not 1900 <= day.year <= 2100:  # "0001-01-05": the default 30-day range would overflow
         errors.append(f"{label}格式应为 YYYY-MM-DD")
         return None
+    return day
 
 
 def _months(today: dt.date, n: int = 6) -> list[str]:

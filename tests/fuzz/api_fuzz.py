@@ -82,11 +82,12 @@ def _strategy(operation: Any, mode: GenerationMode, claim_ids: Callable[[], list
 
 def run(app: Any, identities: dict[str, dict[str, str]], *, cases_per_run: int, claim_ids: Callable[[], list[int]],
         operations: Iterable[str] | None = None, modes: Iterable[GenerationMode] = MODES,
-        progress: Callable[[str, int], None] | None = None) -> FuzzReport:
+        progress: Callable[[str, int], None] | None = None, report: FuzzReport | None = None) -> FuzzReport:
     """Fuzz every operation (or those labelled in ``operations``, e.g. "GET /api/v1/claims") as every identity
-    (name → headers) in every generation mode, ``cases_per_run`` cases each (fewer where the schema allows fewer)."""
+    (name → headers) in every generation mode, ``cases_per_run`` cases each (fewer where the schema allows fewer).
+    ``report``: a report to add this run to (bench/fuzz_api.py runs rounds until it reaches its total)."""
     schema = load_schema(app)
-    report = FuzzReport()
+    report = report if report is not None else FuzzReport()
     started = time.perf_counter()
     wanted = set(operations) if operations is not None else None
     for result in schema.get_all_operations():
@@ -99,7 +100,7 @@ def run(app: Any, identities: dict[str, dict[str, str]], *, cases_per_run: int, 
                 _run_one(operation, label, who, headers, mode, cases_per_run, claim_ids, report)
                 if progress:
                     progress(f"{label} as {who} ({mode.value})", report.cases)
-    report.seconds = time.perf_counter() - started
+    report.seconds += time.perf_counter() - started
     return report
 
 
