@@ -21,7 +21,7 @@ from typing import Any, Callable
 import httpx
 from sqlalchemy import func, select
 
-from store.db import Store, open_store
+from store.db import Store
 from store.models import AuditEvent, Claim, Debunk, IndexOutbox, PartnerSubmission, Review, WebhookDelivery
 from tests.faults.tools import PASSWORD, ROOT, assert_agree, integrity_ok, one_error_line, piyao, seeded_data_dir, start_server, stop
 

@@ -27,7 +27,7 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from store.db import Store, open_store
+from store.db import Store
 from store.models import Debunk, ScheduleRun
 from tests.faults.tools import PIYAO, ROOT, assert_agree, check, env_for, integrity_ok, piyao
 
