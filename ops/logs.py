@@ -18,8 +18,9 @@ bars (which redirect stderr while they draw) keep their place, and Click's test 
 the lines. Scrapy installs a root handler of its own during crawls: in ``text`` mode the crawl's
 records are left to it (its layout, at crawl.log_level, exactly as before); in ``json`` mode
 Scrapy's handler is muted so that every line is JSON, and logging.level applies to Scrapy's records
-too. Chatty libraries (httpx, httpcore, elastic_transport, urllib3, alembic) are kept at WARNING
-unless logging.level is DEBUG.
+too. Chatty libraries (httpx, httpcore, urllib3, alembic) are kept at WARNING, elastic_transport at
+ERROR (its warnings about an unreachable node repeat what piyao says in one line), unless logging.level
+is DEBUG.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ __all__ = ["RUN_ID_ENV", "configure_logging", "current_run_id", "run_context", "
 RUN_ID_ENV = "PIYAO_RUN_ID"
 # Chatty below WARNING: client libraries (a line per request) and Alembic (a line per plugin and migration step).
 QUIET_LOGGERS = ("httpx", "httpcore", "elastic_transport", "urllib3", "alembic")
+# These report a failure that piyao reports itself, in one line (an unreachable Elasticsearch node): ERROR only.
+ERROR_ONLY_LOGGERS = ("elastic_transport",)
 _run_id: ContextVar[str | None] = ContextVar("piyao_run_id", default=None)
 # The attributes every LogRecord has: anything else on a record came from ``extra=``.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "run_id", "taskName"}
@@ -185,6 +188,7 @@ def configure_logging(settings: Any, *, stream: TextIO | None = None) -> logging
     if level > logging.DEBUG:
         for name in QUIET_LOGGERS:
             lg = logging.getLogger(name)
-            if lg.level == logging.NOTSET or lg.level < logging.WARNING:
-                lg.setLevel(logging.WARNING)
+            floor = logging.ERROR if name in ERROR_ONLY_LOGGERS else logging.WARNING
+            if lg.level == logging.NOTSET or lg.level < floor:
+                lg.setLevel(floor)
     return handler

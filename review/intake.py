@@ -222,12 +222,15 @@ class IntakeService:
     def classifier(self) -> Any:
         with self._load_lock:
             if self._classifier is None:
+                from index.backend import BackendError
                 from pipeline import UserError, load_classifier
 
                 try:
                     self._classifier = load_classifier(self._context())
                 except UserError as exc:
                     raise IntakeUnavailable(exc.format_message()) from None
+                except BackendError as exc:  # the default model reads known debunks from the index
+                    raise IntakeUnavailable(f"the search index is unavailable: {exc}") from None
             return self._classifier
 
     def matcher(self) -> Any:
