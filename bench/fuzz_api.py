@@ -80,13 +80,18 @@ def main(argv: list[str] | None = None) -> int:
             with store.session() as s:
                 return list(s.scalars(select(Claim.id).order_by(Claim.id.desc()).limit(200)))
 
+        def version_of(claim_id: int) -> int | None:
+            with store.session() as s:
+                claim = s.get(Claim, claim_id)
+                return claim.version if claim is not None else None
+
         runs = 7 * len(identities) * len(api_fuzz.MODES)
         per_run = max(1, math.ceil(args.cases / runs))
         report = api_fuzz.FuzzReport()
         rounds = 0
         while report.cases < args.cases:
             rounds += 1
-            api_fuzz.run(app, identities, cases_per_run=per_run, claim_ids=claim_ids, report=report,
+            api_fuzz.run(app, identities, cases_per_run=per_run, claim_ids=claim_ids, version_of=version_of, report=report,
                          progress=lambda what, n: print(f"\r{n:>6} cases  {what:<70}", end="", file=sys.stderr))
             per_run = max(1, math.ceil((args.cases - report.cases) / runs))
         print(file=sys.stderr)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -208,7 +208,8 @@ class ReviewIn(BaseModel):
 
     verdict: str = Field(..., pattern=_VERDICT_PATTERN, description="One of: " + ", ".join(f"{k} ({v})" for k, v in VERDICTS.items()))
     expected_version: int = Field(..., ge=1, le=2**31 - 1, description="The claim's `version` you read; a claim changed since → 409.")
-    debunk_ids: list[int] | None = Field(None, max_length=50, description="The debunks that answer the claim (linked; others unlinked). Omit to keep the links.")
+    debunk_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] | None = Field(
+        None, max_length=50, description="The debunks that answer the claim (linked; others unlinked). Omit to keep the links.")
     note: str | None = Field(None, max_length=5000)
     topic: str | None = Field(None, max_length=40, description="One of: " + ", ".join(TOPICS))
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from classifier.labels import VERDICTS
@@ -41,6 +41,8 @@ CAP_SHORT = 4000
 CAP_URL = 8192
 CAP_SUMMARY = 200_000
 CAP_BODY = 1_000_000
+# A debunk id from the URL stays in the database's integer range (a larger one overflowed the driver: a 500).
+DebunkId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 SAVED_NOTICES = {"created": "辟谣已添加。", "updated": "修改已保存。", "unchanged": "没有改动，未保存新版本。"}
 ACTION_NAMES = {"debunk.created": "新建", "debunk.updated": "修改", "debunk.imported": "导入"}
@@ -166,7 +168,7 @@ def new_debunk(
 
 
 @router.get("/debunks/{debunk_id:int}")
-def debunk_page(request: Request, debunk_id: int, me: Identity = Depends(require("viewer")),
+def debunk_page(request: Request, debunk_id: DebunkId, me: Identity = Depends(require("viewer")),
                 saved: str = Query("", max_length=20), index: str = Query("", max_length=20)) -> Response:
     try:
         detail = debunk_detail(request.app.state.store, debunk_id)
@@ -180,7 +182,7 @@ def debunk_page(request: Request, debunk_id: int, me: Identity = Depends(require
 
 
 @router.get("/debunks/{debunk_id:int}/edit")
-def edit_debunk_form(request: Request, debunk_id: int, me: Identity = Depends(require("editor"))) -> Response:
+def edit_debunk_form(request: Request, debunk_id: DebunkId, me: Identity = Depends(require("editor"))) -> Response:
     try:
         detail = debunk_detail(request.app.state.store, debunk_id, history_limit=0)
     except DebunkNotFound:
@@ -191,7 +193,7 @@ def edit_debunk_form(request: Request, debunk_id: int, me: Identity = Depends(re
 @router.post("/debunks/{debunk_id:int}/edit")
 def edit_debunk(
     request: Request,
-    debunk_id: int,
+    debunk_id: DebunkId,
     me: Identity = Depends(require("editor")),
     title: str = Form("", max_length=CAP_SHORT),
     url: str = Form("", max_length=CAP_URL),

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
+from pydantic import Field
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -31,6 +32,10 @@ router = APIRouter(dependencies=[Depends(check_csrf)], include_in_schema=False)
 # Hard caps on form fields; the configured limits (settings.web) are checked in the handlers.
 NOTE_CAP = 200_000
 MAX_LINKS = 50
+# Ids from the URL or a form stay in the database's integer range (a larger one overflowed the driver: a 500).
+MAX_ID = 2**31 - 1
+ClaimId = Annotated[int, Path(ge=1, le=MAX_ID)]
+DebunkId = Annotated[int, Field(ge=1, le=MAX_ID)]
 MAX_BULK = 200
 FLASH = "flash"
 FLASH_CHARS = 160
@@ -289,7 +294,7 @@ def queue_bulk(
 
 # --------------------------------------------------------------------------- claim page and actions
 @router.get("/claims/{claim_id}")
-def claim_page(request: Request, claim_id: int, me: Identity = Depends(require("viewer")),
+def claim_page(request: Request, claim_id: ClaimId, me: Identity = Depends(require("viewer")),
                order: str = Query("priority", max_length=20)) -> Response:
     messages = pop_flash(request)
     return render_claim(request, claim_id, notice=messages["notice"], error=messages["error"], order=order)
@@ -313,11 +318,11 @@ def _act(request: Request, claim_id: int, order: str, run: Any) -> Response:
 @router.post("/claims/{claim_id}/confirm")
 def confirm_action(
     request: Request,
-    claim_id: int,
+    claim_id: ClaimId,
     me: Identity = Depends(require("editor")),
     version: int = Form(..., ge=0),
     verdict: str = Form("rumor", max_length=20),
-    debunk_ids: list[int] = Form([]),
+    debunk_ids: list[DebunkId] = Form([]),
     topic: str = Form("", max_length=40),
     note: str = Form("", max_length=NOTE_CAP),
     order: str = Form("priority", max_length=20),
@@ -341,7 +346,7 @@ def confirm_action(
 @router.post("/claims/{claim_id}/dismiss")
 def dismiss_action(
     request: Request,
-    claim_id: int,
+    claim_id: ClaimId,
     me: Identity = Depends(require("editor")),
     version: int = Form(..., ge=0),
     topic: str = Form("", max_length=40),
@@ -361,7 +366,7 @@ def dismiss_action(
 @router.post("/claims/{claim_id}/needs-debunk")
 def needs_debunk_action(
     request: Request,
-    claim_id: int,
+    claim_id: ClaimId,
     me: Identity = Depends(require("editor")),
     version: int = Form(..., ge=0),
     topic: str = Form("", max_length=40),
@@ -381,7 +386,7 @@ def needs_debunk_action(
 @router.post("/claims/{claim_id}/urgent")
 def urgent_action(
     request: Request,
-    claim_id: int,
+    claim_id: ClaimId,
     me: Identity = Depends(require("editor")),
     version: int = Form(..., ge=0),
     urgent: str = Form(..., max_length=1),

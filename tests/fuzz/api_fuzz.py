@@ -81,10 +81,14 @@ def _strategy(operation: Any, mode: GenerationMode, claim_ids: Callable[[], list
 
 
 def run(app: Any, identities: dict[str, dict[str, str]], *, cases_per_run: int, claim_ids: Callable[[], list[int]],
-        operations: Iterable[str] | None = None, modes: Iterable[GenerationMode] = MODES,
-        progress: Callable[[str, int], None] | None = None, report: FuzzReport | None = None) -> FuzzReport:
+        version_of: Callable[[int], int | None] | None = None, operations: Iterable[str] | None = None,
+        modes: Iterable[GenerationMode] = MODES, progress: Callable[[str, int], None] | None = None,
+        report: FuzzReport | None = None) -> FuzzReport:
     """Fuzz every operation (or those labelled in ``operations``, e.g. "GET /api/v1/claims") as every identity
     (name → headers) in every generation mode, ``cases_per_run`` cases each (fewer where the schema allows fewer).
+
+    ``version_of``: a claim's current version; half the reviews of a known claim then send it as
+    ``expected_version``, so that decisions get recorded (a random version is a 409 before anything runs).
     ``report``: a report to add this run to (bench/fuzz_api.py runs rounds until it reaches its total)."""
     schema = load_schema(app)
     report = report if report is not None else FuzzReport()
@@ -97,7 +101,7 @@ def run(app: Any, identities: dict[str, dict[str, str]], *, cases_per_run: int, 
             continue
         for who, headers in identities.items():
             for mode in modes:
-                _run_one(operation, label, who, headers, mode, cases_per_run, claim_ids, report)
+                _run_one(operation, label, who, headers, mode, cases_per_run, claim_ids, version_of, report)
                 if progress:
                     progress(f"{label} as {who} ({mode.value})", report.cases)
     report.seconds += time.perf_counter() - started
@@ -105,13 +109,19 @@ def run(app: Any, identities: dict[str, dict[str, str]], *, cases_per_run: int, 
 
 
 def _run_one(operation: Any, label: str, who: str, headers: dict[str, str], mode: GenerationMode, n: int,
-             claim_ids: Callable[[], list[int]], report: FuzzReport) -> None:
+             claim_ids: Callable[[], list[int]], version_of: Callable[[int], int | None] | None, report: FuzzReport) -> None:
     @settings(max_examples=n, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
               suppress_health_check=list(HealthCheck), report_multiple_bugs=False)
-    @given(case=_strategy(operation, mode, claim_ids))
-    def send(case: Any) -> None:
+    @given(case=_strategy(operation, mode, claim_ids), current_version=st.booleans())
+    def send(case: Any, current_version: bool) -> None:
         report.cases += 1
         report.per_operation[label] += 1
+        claim_id = (case.path_parameters or {}).get("claim_id")
+        if (current_version and version_of is not None and label.endswith("/review") and isinstance(case.body, dict)
+                and isinstance(claim_id, int) and 1 <= claim_id < 2**31 and "expected_version" in case.body):
+            version = version_of(claim_id)
+            if version is not None:
+                case.body = {**case.body, "expected_version": version}
         try:
             response = case.call(headers=headers)
         except Exception as exc:  # noqa: BLE001 - an exception out of the app is a finding, not a stop
