@@ -258,7 +258,7 @@ def parse_feed_datetime(s: object) -> _dt.datetime | None:
         value = None
         try:
             value = _parsedate(raw)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):  # OverflowError: a zone of "+066…6"
             value = None
         if value is None:
             try:
@@ -392,7 +392,7 @@ def parse_cn_datetime(s: object, now: _dt.datetime | None = None, tz: str = DEFA
         except ValueError:
             try:
                 value = _parsedate(raw)
-            except (TypeError, ValueError, IndexError):
+            except (TypeError, ValueError, IndexError, OverflowError):  # OverflowError: a zone of "+066…6"
                 value = None
         if value is not None and _MIN_YEAR <= value.year <= _MAX_YEAR:  # (outside, astimezone may overflow)
             return value.replace(tzinfo=zone) if value.tzinfo is None else value.astimezone(zone)

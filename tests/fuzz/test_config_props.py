@@ -108,7 +108,7 @@ def _load(workdir: Path, document: str | bytes, environ: dict[str, str]) -> Sett
         return exc
 
 
-@settings(max_examples=examples(500), deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(documents, environments)
 @example("a: \x00", {})
 @example("[" * 5000, {})

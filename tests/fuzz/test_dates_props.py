@@ -25,7 +25,8 @@ DIGITS = "零一二三四五六七八九"
 PIECES = ["0", "1", "2", "9", "12", "29", "31", "60", "99", "2024", "1999", "0001", "9999", "99999999999999", "-", "/", ".",
           ":", "：", "·", " ", "T", "Z", "z", "+08:00", "-1200", "+14:00", "年", "月", "日", "号", "时", "分", "秒", "前",
           "之前", "个", "天", "小时", "分钟", "周", "星期", "礼拜", "半", "十", "百", "两", "三", "〇", "刚刚", "昨天", "前天",
-          "大前天", "今天", "今日", "just now", "Mon,", "Jan", "Feb", "GMT", "２０２４", "３", "时间：", "发布于"]
+          "大前天", "今天", "今日", "just now", "Mon,", "Jan", "Feb", "GMT", "２０２４", "３", "时间：", "发布于",
+          "Mon, 01 Jan 2024 10:00:00 ", "+0666666666666666666666", "-99999999999999999999"]
 date_garbage = st.one_of(st.text(max_size=40), st.lists(st.sampled_from(PIECES), max_size=12).map("".join))
 nows = st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2035, 12, 31))
 
@@ -42,6 +43,7 @@ def sane(value: dt.date | dt.datetime, now: dt.datetime) -> bool:
 @example("0001-01-01T00:00:00+14:00", dt.datetime(2025, 1, 1))
 @example("9999-12-31T23:00:00-12:00", dt.datetime(2025, 1, 1))
 @example("0001-01-01T00:00:00Z", dt.datetime(2025, 1, 1))
+@example("Mon, 01 Jan 2024 10:00:00 +0" + "6" * 90 + "800", dt.datetime(2025, 1, 1))  # found by bench/atheris_extract.py
 def test_garbage_gives_none_or_a_sane_datetime(raw: str, now: dt.datetime) -> None:
     got = parse_cn_datetime(raw, now=now)
     assert got is None or (got.tzinfo is not None and sane(got, now)), got
