@@ -105,13 +105,13 @@ def test_a_review_refused_with_a_message_is_documented(client: Any) -> None:
     assert {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]} in schema["anyOf"]
 
 
-@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
-@pytest.mark.parametrize("path", ["/api/v1/claims", "/api/v1/reviews", "/api/v1/claimreview"])
-def test_a_since_out_of_range_in_utc_is_a_422(client: Any, accounts: dict[str, Any], path: str, since: str) -> None:
+def test_a_since_out_of_range_in_utc_is_a_422(client: Any, accounts: dict[str, Any]) -> None:
     """Found by bench/fuzz_api.py: converting such a time to UTC raised OverflowError (a 500)."""
-    r = client.get(path, params={"since": since}, headers={"Authorization": f"Bearer {accounts['ed_token']}"})
-    assert r.status_code == 422, r.text
-    assert r.json()["detail"][0]["loc"] == ["query", "since"]
+    for path in ("/api/v1/claims", "/api/v1/reviews", "/api/v1/claimreview"):
+        for since in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+            r = client.get(path, params={"since": since}, headers={"Authorization": f"Bearer {accounts['ed_token']}"})
+            assert r.status_code == 422, (path, since, r.text)
+            assert r.json()["detail"][0]["loc"] == ["query", "since"]
 
 
 def test_a_published_time_out_of_range_in_utc_is_a_422(client: Any, accounts: dict[str, Any]) -> None:
