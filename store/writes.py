@@ -238,7 +238,9 @@ def add_claim(
         record_sighting(session, row, source=item.source)
         session.add(Sighting(claim_id=row.id, cluster_id=row.cluster_id, seen_at=now, count=1))
         return row, False
-    clusters = clusterer or clusterer_for(session, threshold=cluster_threshold or DEFAULT_THRESHOLD)
+    # `is None`, not `or`: a ClaimClusterer has a length, so an empty one (a fresh store) is falsy and
+    # would be passed over for a session clusterer rebuilt from every stored signature.
+    clusters = clusterer if clusterer is not None else clusterer_for(session, threshold=cluster_threshold or DEFAULT_THRESHOLD)
     mh = claim_minhash(text, clusters.num_perm)
     row = Claim(
         source=item.source,

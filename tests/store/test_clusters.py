@@ -8,7 +8,7 @@ from alembic import command
 from sqlalchemy import create_engine, select, text, update
 
 from review.queue import list_queue
-from store.clusters import claim_minhash, claim_shingles
+from store.clusters import ClaimClusterer, claim_minhash, claim_shingles
 from store.db import alembic_config, open_store
 from store.models import Claim, ClaimCluster
 from store.records import ClaimIn
@@ -140,3 +140,20 @@ def test_migration_puts_existing_claims_in_their_own_clusters(db_url) -> None:
         assert conn.execute(text("SELECT count(*) FROM claims WHERE cluster_id IS NULL")).scalar() == 0
         assert conn.execute(text("SELECT count(*) FROM seen_urls")).scalar() == 0
     engine.dispose()
+
+
+def test_a_given_clusterer_is_used_even_while_empty(store) -> None:
+    """add_claim(clusterer=...) uses that clusterer from the first claim on, across sessions, instead of
+    building each session its own from every stored signature (an empty clusterer is falsy)."""
+    with store.session() as s:
+        clusterer = ClaimClusterer(s)
+    assert len(clusterer) == 0
+    ids = []
+    for source, body in VARIANTS:
+        with store.session() as s:
+            claim, created = add_claim(s, ClaimIn(source=source, text=body), clusterer=clusterer)
+            assert created and not [k for k in s.info if isinstance(k, tuple) and k and k[0] == "piyao_claim_clusterer"]
+            ids.append(claim.id)
+    assert len(clusterer) == len(VARIANTS)
+    with store.session() as s:
+        assert len({s.get(Claim, i).cluster_id for i in ids}) == 1
