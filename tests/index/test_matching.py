@@ -116,6 +116,48 @@ def test_match_stored_claims(store, indexed: EmbeddedBackend) -> None:
     assert match_stored_claims(store, indexed, only_flagged=False, matcher=matcher) == (1, 1)
 
 
+def test_match_stored_claims_encodes_in_batches_with_the_same_results(store, indexed: EmbeddedBackend, monkeypatch) -> None:
+    """Stored claims' query vectors are encoded a batch at a time; the stored matches are those of
+    matching each claim on its own (same vectors, same candidates, same scores)."""
+    import index.matching as matching
+    from classifier.encoder import E5Encoder
+    from index.embedding import embed_pending
+
+    class CountingEncoder(E5Encoder):
+        """The real encoder, recording how many texts each call is given."""
+
+        def __init__(self) -> None:
+            super().__init__(max_chars=128)
+            self.calls: list[int] = []
+
+        def encode(self, texts, **kw):  # type: ignore[no-untyped-def]
+            self.calls.append(len(texts))
+            return super().encode(texts, **kw)
+
+    assert embed_pending(indexed, E5Encoder(), ["title", "rumor", "verdict"]) > 0
+    texts = [str(r["text"]) for r in RECORDS] + ["微波炉加热的饭菜有辐射，吃了会致癌", "腐乳发霉了还能吃吗"]
+    ids = []
+    with store.session() as s:
+        for t in texts:
+            claim, _ = add_claim(s, ClaimIn(source="weibo", text=t))
+            claim.flagged = True
+            ids.append(claim.id)
+    alone = Matcher(indexed, encoder=E5Encoder(max_chars=128), top_k=3)
+    expected = {cid: [(m.debunk_id, m.score, m.decision, m.evidence_kind) for m in alone.match(t)] for cid, t in zip(ids, texts)}
+    assert any(expected.values())
+    encoder = CountingEncoder()
+    monkeypatch.setattr(matching, "ENCODE_BATCH", 4)
+    assert match_stored_claims(store, indexed, matcher=Matcher(indexed, encoder=encoder, top_k=3))[0] == len(texts)
+    assert encoder.calls == [4, 3]  # two batched encodes, none per claim
+    with store.session() as s:
+        for cid in ids:
+            rows = s.scalars(select(ClaimMatch).where(ClaimMatch.claim_id == cid).order_by(ClaimMatch.rank)).all()
+            got = [(r.debunk_id, r.score, r.decision, r.evidence_kind) for r in rows]
+            assert [g[0] for g in got] == [e[0] for e in expected[cid]]
+            assert [g[1] for g in got] == pytest.approx([e[1] for e in expected[cid]], rel=1e-12)
+            assert [g[2:] for g in got] == [e[2:] for e in expected[cid]]
+
+
 # --------------------------------------------------------------------------- CLI
 def _import_with_cli() -> None:
     from pipeline import cli
