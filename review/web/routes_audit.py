@@ -109,9 +109,11 @@ def audit_filters(
     """The filters of the page and the export, checked (a clear 422 for bad input)."""
     oid = None
     if object_id.strip():
-        if not object_id.strip().isdigit():
+        if not (object_id.strip().isascii() and object_id.strip().isdigit()):
             raise HTTPException(status_code=422, detail="对象编号应为数字")
         oid = int(object_id.strip())
+        if oid > 2**31 - 1:  # past the database's integer column: PostgreSQL refuses the comparison
+            raise HTTPException(status_code=422, detail="对象编号超出范围")
     start, end = _day(date_from, "起始日期"), _day(date_to, "截止日期")
     if start and end and start > end:
         raise HTTPException(status_code=422, detail="起始日期晚于截止日期")

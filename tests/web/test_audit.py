@@ -190,3 +190,13 @@ def test_audit_needs_a_login(client: TestClient, accounts: dict[str, Any]) -> No
     assert client.get("/audit/export?format=csv").status_code == 303
     r = client.get("/audit", headers={"authorization": f"Bearer {accounts['acme_token']}"})
     assert r.status_code == 403  # partners read no audit log
+
+
+def test_object_ids_past_the_integer_column_are_a_clear_422(accounts: dict[str, Any], login_as: Login) -> None:
+    """Found by the fuzz tests on PostgreSQL: the comparison with an integer column overflowed into a 500."""
+    viewer, _ = login_as("viewer")
+    for path in ("/audit", "/audit/export"):
+        r = viewer.get(path, params={"object_id": "999999999999"})
+        assert r.status_code == 422 and "超出范围" in r.text, (path, r.status_code)
+        r = viewer.get(path, params={"object_id": "²"})
+        assert r.status_code == 422, (path, r.status_code)
