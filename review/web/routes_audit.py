@@ -12,7 +12,6 @@ import datetime as dt
 import io
 import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 from urllib.parse import urlencode
@@ -24,7 +23,7 @@ from sqlalchemy import Select, func, select
 from review.accounts import Identity
 from review.queue import BEIJING_OFFSET
 from review.web.app import render
-from review.web.security import check_csrf, require
+from review.web.security import check_csrf, parse_day, require
 from store.db import Store
 from store.models import AuditEvent
 
@@ -83,21 +82,6 @@ class AuditFilters:
         return {k: v for k, v in out.items() if v}
 
 
-def _day(value: str, name: str) -> dt.date | None:
-    value = value.strip()
-    if not value:
-        return None
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-        try:
-            day = dt.date.fromisoformat(value)
-        except ValueError:
-            pass
-        else:
-            if 1900 <= day.year <= 2100:  # "0001-01-01", "9999-12-31": the query's day bounds would overflow
-                return day
-    raise HTTPException(status_code=422, detail=f"{name}的格式应为 YYYY-MM-DD，例如 2026-11-28")
-
-
 def audit_filters(
     actor: str = Query("", max_length=100),
     action: str = Query("", max_length=50),
@@ -114,7 +98,7 @@ def audit_filters(
         oid = int(object_id.strip())
         if oid > 2**31 - 1:  # past the database's integer column: PostgreSQL refuses the comparison
             raise HTTPException(status_code=422, detail="对象编号超出范围")
-    start, end = _day(date_from, "起始日期"), _day(date_to, "截止日期")
+    start, end = parse_day(date_from, "起始日期"), parse_day(date_to, "截止日期")
     if start and end and start > end:
         raise HTTPException(status_code=422, detail="起始日期晚于截止日期")
     return AuditFilters(actor.strip() or None, action.strip() or None, object_type.strip() or None, oid, start, end)

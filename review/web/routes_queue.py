@@ -24,7 +24,7 @@ from review.accounts import Identity
 from review.decisions import ClaimNotFound, ConflictError, LastChange, NotMatched, ReviewError, last_change
 from review.queue import BEIJING_OFFSET, ORDERS, STATUSES, QueueFilters, next_in_queue, query_queue, queue_sources
 from review.web.app import STATUS_NAMES, render
-from review.web.security import check_csrf, require
+from review.web.security import check_csrf, parse_day, require
 from store.models import Claim, ClaimCluster, ClaimMatch, Review, utcnow
 
 router = APIRouter(dependencies=[Depends(check_csrf)], include_in_schema=False)
@@ -87,22 +87,6 @@ def conflict_message(last: LastChange | None) -> str:
     verb = ACTION_VERBS.get(last.action, f"修改了该说法（{last.action}）")
     state = STATUS_NAMES.get(last.status, last.status) + ("，紧急" if last.urgent else "")
     return f"保存冲突：编辑 {last.actor} 已于 {when_text(last.at)} {verb}（状态：{state}）。" + tail
-
-
-def parse_day(value: str, name: str) -> dt.date | None:
-    """A YYYY-MM-DD day from a filter field (empty: no bound); anything else is a clear 422."""
-    value = value.strip()
-    if not value:
-        return None
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-        try:
-            day = dt.date.fromisoformat(value)
-        except ValueError:
-            pass
-        else:
-            if 1900 <= day.year <= 2100:  # "0001-01-01", "9999-12-31": the query's day bounds would overflow
-                return day
-    raise HTTPException(status_code=422, detail=f"{name}的格式应为 YYYY-MM-DD，例如 2026-11-28")
 
 
 def _order(value: str | None) -> str:

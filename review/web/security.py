@@ -9,6 +9,7 @@ authorization test walks every route and checks every role against that declarat
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import re
 import secrets
@@ -123,6 +124,23 @@ class require:
 
     def __repr__(self) -> str:
         return f"require({self.role!r})"
+
+
+# --------------------------------------------------------------------------- form input
+def parse_day(value: str, name: str) -> dt.date | None:
+    """A YYYY-MM-DD day from a filter field (empty: no bound); anything else is a clear 422."""
+    value = value.strip()
+    if not value:
+        return None
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        try:
+            day = dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if 1900 <= day.year <= 2100:  # "0001-01-01", "9999-12-31": the query's day bounds would overflow
+                return day
+    raise HTTPException(status_code=422, detail=f"{name}的格式应为 YYYY-MM-DD，例如 2026-11-28")
 
 
 # --------------------------------------------------------------------------- hostile content
