@@ -977,6 +977,17 @@ def _password(password_stdin: bool) -> str:
     return str(click.prompt("password", hide_input=True, confirmation_prompt=True, err=True))
 
 
+@contextmanager
+def account_errors() -> Iterator[None]:
+    """An account operation's refusal (bad name, weak password, unknown user …) as one CLI error line."""
+    from review.accounts import AccountError
+
+    try:
+        yield
+    except AccountError as exc:
+        raise UserError(str(exc)) from None
+
+
 @cli.group()
 def users() -> None:
     """Editors' accounts: add, list, disable, enable, passwd."""
@@ -989,12 +1000,10 @@ def users() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin (else: prompt).")
 @click.pass_obj
 def users_add(ctx: Context, username: str, role: str, display_name: str | None, password_stdin: bool) -> None:
-    from review.accounts import AccountError, create_user
+    from review.accounts import create_user
 
-    try:
+    with account_errors():
         user = create_user(ctx.store, username, _password(password_stdin), role, display_name=display_name)
-    except AccountError as exc:
-        raise UserError(str(exc)) from None
     click.echo(f"added {user.username} ({role})")
 
 
@@ -1023,12 +1032,10 @@ def users_list(ctx: Context, as_json: bool) -> None:
 @click.pass_obj
 def users_disable(ctx: Context, username: str) -> None:
     """Disable an account: its sessions and tokens stop working at once."""
-    from review.accounts import AccountError, set_disabled
+    from review.accounts import set_disabled
 
-    try:
+    with account_errors():
         set_disabled(ctx.store, username, True)
-    except AccountError as exc:
-        raise UserError(str(exc)) from None
     click.echo(f"disabled {username}")
 
 
@@ -1036,12 +1043,10 @@ def users_disable(ctx: Context, username: str) -> None:
 @click.argument("username")
 @click.pass_obj
 def users_enable(ctx: Context, username: str) -> None:
-    from review.accounts import AccountError, set_disabled
+    from review.accounts import set_disabled
 
-    try:
+    with account_errors():
         set_disabled(ctx.store, username, False)
-    except AccountError as exc:
-        raise UserError(str(exc)) from None
     click.echo(f"enabled {username}")
 
 
@@ -1051,12 +1056,10 @@ def users_enable(ctx: Context, username: str) -> None:
 @click.pass_obj
 def users_passwd(ctx: Context, username: str, password_stdin: bool) -> None:
     """Set a new password (open sessions end)."""
-    from review.accounts import AccountError, set_password
+    from review.accounts import set_password
 
-    try:
+    with account_errors():
         set_password(ctx.store, username, _password(password_stdin))
-    except AccountError as exc:
-        raise UserError(str(exc)) from None
     click.echo(f"password changed for {username}")
 
 
@@ -1071,12 +1074,10 @@ def partners() -> None:
 @click.pass_obj
 def partners_add(ctx: Context, name: str, webhook_url: str | None) -> None:
     """Add a partner; prints its webhook signing secret once."""
-    from review.accounts import AccountError, create_partner
+    from review.accounts import create_partner
 
-    try:
+    with account_errors():
         _, secret = create_partner(ctx.store, name, webhook_url=webhook_url)
-    except AccountError as exc:
-        raise UserError(str(exc)) from None
     click.echo(f"added partner {name}; webhook signing secret (shown once): {secret}")
 
 
@@ -1102,12 +1103,10 @@ def tokens() -> None:
 @click.pass_obj
 def tokens_add(ctx: Context, partner: str | None, user: str | None, note: str | None) -> None:
     """Make a token; it is printed once and only its hash is stored."""
-    from review.accounts import AccountError, create_token
+    from review.accounts import create_token
 
-    try:
+    with account_errors():
         token_id, token = create_token(ctx.store, partner=partner, user=user, note=note)
-    except AccountError as exc:
-        raise UserError(str(exc)) from None
     click.echo(f"token {token_id} (shown once): {token}")
 
 
@@ -1124,12 +1123,10 @@ def tokens_list(ctx: Context) -> None:
 @click.argument("token_id", type=int)
 @click.pass_obj
 def tokens_revoke(ctx: Context, token_id: int) -> None:
-    from review.accounts import AccountError, revoke_token
+    from review.accounts import revoke_token
 
-    try:
+    with account_errors():
         revoke_token(ctx.store, token_id)
-    except AccountError as exc:
-        raise UserError(str(exc)) from None
     click.echo(f"revoked token {token_id}")
 
 
