@@ -69,6 +69,7 @@ def test_review_a_claim_end_to_end_by_keyboard(page: Any, live_server: LiveServe
     first = page.locator("tr[data-claim-id]").first
     cid = int(first.get_attribute("data-claim-id"))
     page.keyboard.press("j")
+    page.wait_for_selector(f"tr.selected[data-claim-id='{cid}']")  # the row is selected before Enter opens it
     page.keyboard.press("Enter")
     keys += 2
     page.wait_for_url(f"**/claims/{cid}")
