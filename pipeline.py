@@ -957,18 +957,53 @@ def check(ctx: Context, as_json: bool, repair: bool) -> None:
 @cli.command()
 @click.option("--host", default=None, help="Address to listen on (default: web.host).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: web.port).")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Worker processes answering requests (default: web.workers); each loads its own models.")
 @click.pass_obj
-def serve(ctx: Context, host: str | None, port: int | None) -> None:
+def serve(ctx: Context, host: str | None, port: int | None, workers: int | None) -> None:
     """Run the editors' web app and the REST API (uvicorn)."""
     import uvicorn
 
     from review.web import create_app
 
-    app = create_app(ctx.settings, store=ctx.store)
     host = host or ctx.settings.web.host
     port = port or ctx.settings.web.port
-    console.print(f"piyao: serving on http://{host}:{port}/ (API docs: /api/docs)")
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    workers = workers or ctx.settings.web.workers
+    console.print(f"piyao: serving on http://{host}:{port}/ (API docs: /api/docs)"
+                  + (f", {workers} worker processes" if workers > 1 else ""))
+    if workers == 1:
+        app = create_app(ctx.settings, store=ctx.store)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        return
+    # Several processes answer requests (one Python interpreter runs one thread at a time); the webhook
+    # sender and the hosted scheduler run here, in the parent, once.
+    import os
+    import threading
+    from types import SimpleNamespace
+
+    from review.web.app import SERVE_SETTINGS_ENV, session_secret, start_background, stop_background
+
+    session_secret(ctx.settings)  # the cookie key file is made here, before the workers read it
+    os.environ[SERVE_SETTINGS_ENV] = ctx.settings.model_dump_json(by_alias=True)
+    parent = SimpleNamespace(state=SimpleNamespace(settings=ctx.settings, store=ctx.store))
+    start_background(parent)
+    stop = threading.Event()
+
+    def wake_scheduler() -> None:
+        # Schedules changed in a worker (the web page) are in the job store; the scheduler here reads
+        # them when it wakes: every 30 s at the latest.
+        while not stop.wait(30.0):
+            sched = getattr(parent.state, "scheduler", None)
+            if sched is not None:
+                sched.wakeup()
+
+    threading.Thread(target=wake_scheduler, name="piyao-scheduler-wakeup", daemon=True).start()
+    try:
+        uvicorn.run("review.web.app:app_from_environment", factory=True, workers=workers, host=host, port=port,
+                    log_level="warning", access_log=False)
+    finally:
+        stop.set()
+        stop_background(parent)
 
 
 def _password(password_stdin: bool) -> str:

@@ -34,6 +34,7 @@ import os
 import platform
 import random
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -45,6 +46,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 PASSWORD = "load-test-password"
 SAMPLE = ROOT / "tests" / "fixtures" / "claims_sample.jsonl"
 NOISE = ["转发", "！！", "【重要】", "家人们", "速看", "刚刚", "紧急通知", "请转给父母", "据说", "千万注意"]
@@ -117,9 +119,85 @@ class PartnerUser(HttpUser):
 
     @task
     def intake(self) -> None:
-        items = [{"external_id": f"load-{self.rnd.randrange(10**12)}", "text": _variant(self.rnd, self.rnd.choice(STATE["texts"]))}
-                 for _ in range(self.rnd.choice([1, 1, 2]))]
+        n = self.rnd.choice([1, 1, 2])
+        if STATE["intake_mix"] == "stream":
+            # The next sightings of the day's stream (shared by all partner users, in stream order).
+            items = [STATE["window"].pop() for _ in range(n) if STATE["window"]]
+        else:
+            items = [{"external_id": f"load-{self.rnd.randrange(10**12)}", "text": _variant(self.rnd, self.rnd.choice(STATE["texts"]))}
+                     for _ in range(n)]
+        STATE["intake_items"] += len(items)
         self.client.post("/api/v1/claims", json={"items": items}, name="POST /api/v1/claims")
+
+
+def day_window(claim_files: list[Path], size: int) -> tuple[list[dict[str, str]], list[dict[str, str]], dict[str, Any]]:
+    """Mid-day partner traffic from bench/daily.py's seeded day of 300,000 sightings.
+
+    The window is the ``size`` sightings from the day's 150,000th on. The texts of the window that the
+    day saw before it (forwards of a rumor already circulating) are pushed in the set-up, as a server
+    running since midnight would have stored them; so in the window, as in the middle of a real day,
+    about a quarter of the posts are new texts and the rest are repeats and variants already seen.
+    Returns (window items in order, set-up items, mix figures).
+    """
+    import datetime as dt
+
+    import daily  # bench/daily.py
+    from store.writes import content_hash
+
+    bases = daily.load_bases(claim_files)
+    stream = daily.make_stream(bases, daily.DAY_SIGHTINGS, seed=7, zipf=1.0, variant_rate=0.3, day=dt.date(2024, 6, 1))
+    start = daily.DAY_SIGHTINGS // 2
+    before: dict[str, str] = {}
+    for sg in stream.sightings[:start]:
+        before.setdefault(content_hash(sg.text), sg.text)
+    window = stream.sightings[start : start + size]
+    setup: dict[str, str] = {}
+    new: set[str] = set()
+    for sg in window:
+        h = content_hash(sg.text)
+        if h in before:
+            setup.setdefault(h, before[h])
+        else:
+            new.add(h)
+    items = [{"external_id": sg.external_id, "text": sg.text} for sg in window]
+    setup_items = [{"external_id": f"earlier-{i}", "text": t} for i, t in enumerate(setup.values())]
+    mix = {"base_texts": len(bases), "window_start": start, "window_sightings": len(window),
+           "window_new_texts": len(new), "texts_seen_earlier": len(setup_items)}
+    return items, setup_items, mix
+
+
+def _post_items(url: str, items: list[dict[str, str]], batch: int = 25) -> None:
+    for i in range(0, len(items), batch):
+        req = urllib.request.Request(url + "/api/v1/claims", data=json.dumps({"items": items[i : i + batch]}).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {STATE['partner_token']}", "Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=600).read()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds so far of a process, its threads and its child processes (the server's
+    workers; Linux /proc). Children that exited are not counted: read before the server stops."""
+    def own(p: int) -> float:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def children(p: int) -> list[int]:
+        out: list[int] = []
+        for task in glob.glob(f"/proc/{p}/task/*/children"):
+            try:
+                out += [int(c) for c in Path(task).read_text().split()]
+            except OSError:
+                pass
+        return out
+
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += own(p)
+        todo += children(p)
+    return total
 
 
 def _free_port() -> int:
@@ -141,13 +219,18 @@ def _piyao(data: Path, env: dict[str, str], *args: str) -> None:
                    cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def prepare(data: Path, backend: str, es: str | None, debunk_files: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+def prepare(data: Path, backend: str, es: str | None, debunk_files: list[str], workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
     from review.accounts import create_partner, create_token, create_user
     from settings import load_settings
     from store.db import open_store
 
     env = _env(data, backend, es)
     _piyao(data, env, "debunks", "import", *debunk_files)
+    # The passages' e5 vectors, as `piyao run` leaves them (the dense half of matching); from the shared
+    # vector cache when there is one (var/cache/e5.sqlite: debunk passages are encoded once, ever).
+    # The server then starts with an empty cache of its own: the claims' vectors are computed live.
+    shared_cache = ROOT / "var" / "cache" / "e5.sqlite"
+    _piyao(data, env | ({"PIYAO_CLASSIFIER__EMBEDDING_CACHE": str(shared_cache)} if shared_cache.exists() else {}), "embed")
     settings = load_settings(data_dir=data, environ=env)
     store = open_store(settings.store_url)
     create_user(store, "ed", PASSWORD, "editor")
@@ -159,7 +242,7 @@ def prepare(data: Path, backend: str, es: str | None, debunk_files: list[str]) -
     port = _free_port()
     log = open(data / "server.log", "wb")
     proc = subprocess.Popen([sys.executable, "-c", "import pipeline; pipeline.main()", "--data-dir", str(data), "serve",
-                             "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                             "--port", str(port), "--workers", str(workers)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -169,13 +252,14 @@ def prepare(data: Path, backend: str, es: str | None, debunk_files: list[str]) -
             time.sleep(0.2)
     else:
         raise SystemExit(f"piyao serve did not start: {(data / 'server.log').read_text(errors='replace')[-2000:]}")
-    # Fill the queue through the API itself (and warm the models): 300 claims, 10 per call.
+    # Fill the queue through the API itself (and warm the models): 300 claims, 10 per call; then the
+    # texts the day saw before the load's window (--intake-mix stream).
     rnd = random.Random(11)
-    for i in range(30):
-        items = [{"external_id": f"warm-{i}-{k}", "text": _variant(rnd, rnd.choice(STATE["texts"]))} for k in range(10)]
-        req = urllib.request.Request(url + "/api/v1/claims", data=json.dumps({"items": items}).encode(), method="POST",
-                                     headers={"Authorization": f"Bearer {STATE['partner_token']}", "Content-Type": "application/json"})
-        urllib.request.urlopen(req, timeout=300).read()
+    _post_items(url, [{"external_id": f"warm-{i}", "text": _variant(rnd, rnd.choice(STATE["texts"]))} for i in range(300)], batch=10)
+    if STATE["intake_mix"] == "stream":
+        _post_items(url, STATE["setup_items"])
+        STATE["window"] = list(reversed(STATE["window_items"]))  # pop() takes them in stream order
+    STATE["intake_items"] = 0
     return proc, url
 
 
@@ -208,26 +292,50 @@ def main() -> None:
     ap.add_argument("--backends", default="embedded,elasticsearch")
     ap.add_argument("--es", default=os.environ.get("PIYAO_TEST_ES_URL", "http://127.0.0.1:9200"))
     ap.add_argument("--debunks", nargs="*", default=None)
+    ap.add_argument("--intake-mix", choices=("stream", "new"), default="stream",
+                    help="stream: partner posts from bench/daily.py's day (mid-day: about a quarter new texts); "
+                         "new: every post a new text (the worst case)")
+    ap.add_argument("--claims-from", nargs="*", default=None,
+                    help="JSONL posts for the stream (default ../shared/data/claims/*.jsonl, else tests/fixtures)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="piyao serve --workers (default: one per core)")
+    ap.add_argument("--keep", metavar="DIR", help="set up and keep the data dirs under DIR (one per backend) instead of a temporary dir")
     ap.add_argument("--out", default=str(ROOT / "var" / "bench" / "load.json"))
     args = ap.parse_args()
+    STATE["intake_mix"] = args.intake_mix
     files = args.debunks or sorted(glob.glob(str(ROOT.parent / "shared" / "data" / "debunks" / "*.csv"))) or [str(ROOT / "demo" / "debunks.jsonl")]
     STATE["texts"] = _texts()
     STATE["queries"] = _queries(STATE["texts"])
-    result: dict[str, Any] = {"users": args.users, "seconds": args.seconds, "debunk_files": len(files),
+    mix: dict[str, Any] = {"kind": "new"}
+    if args.intake_mix == "stream":
+        claim_files = [Path(p) for p in (args.claims_from or sorted(glob.glob(str(ROOT.parent / "shared" / "data" / "claims" / "*.jsonl"))) or [str(SAMPLE)])]
+        STATE["window_items"], STATE["setup_items"], mix = day_window(claim_files, 4000)
+        mix = {"kind": "stream"} | mix
+    result: dict[str, Any] = {"users": args.users, "seconds": args.seconds, "server_workers": args.workers, "debunk_files": len(files), "intake_mix": mix,
                               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
                               "backends": {}}
     for backend in [b for b in args.backends.split(",") if b]:
         with tempfile.TemporaryDirectory(prefix="piyao-load-") as tmp:
-            data = Path(tmp) / "data"
+            data = Path(args.keep) / backend if args.keep else Path(tmp) / "data"
+            if args.keep:
+                shutil.rmtree(data, ignore_errors=True)
             t0 = time.monotonic()
-            proc, url = prepare(data, backend, args.es, files)
+            proc, url = prepare(data, backend, args.es, files, args.workers)
             setup_s = time.monotonic() - t0
+            cpu0, wall0 = _cpu_seconds(proc.pid), time.monotonic()
+            own0 = os.times()
             try:
                 stats = run_load(url, args.users, args.seconds)
+                own1 = os.times()
+                wall = time.monotonic() - wall0
+                stats["cpu"] = {"cores": os.cpu_count(), "wall_seconds": round(wall, 1),
+                                "server_cores_busy": round((_cpu_seconds(proc.pid) - cpu0) / wall, 2),
+                                "load_generator_cores_busy": round((own1.user + own1.system - own0.user - own0.system) / wall, 2)}
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
             stats["setup_seconds"] = round(setup_s, 1)
+            stats["intake_items_sent"] = STATE["intake_items"]
             result["backends"][backend] = stats
             print(f"load: {backend}: {stats['total']}", file=sys.stderr)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

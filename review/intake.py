@@ -31,6 +31,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from review.accounts import Identity
 from settings import Settings, WebSettings
 from store.audit import ClaimQueued
+from store.clusters import DEFAULT_THRESHOLD, ClaimClusterer
 from store.db import Store
 from store.models import Claim, ClaimMatch, Partner, PartnerSubmission, utcnow
 from store.records import ClaimIn
@@ -213,6 +214,11 @@ class IntakeService:
         # Models are not documented as thread-safe: one prediction, one match at a time.
         self._predict_lock = threading.Lock()
         self._match_lock = threading.Lock()
+        # One clusterer for the app's lifetime, refreshed from the store before each lookup (claims that
+        # crawls stored since); rebuilding it per call read every stored signature each time (O(claims)).
+        # It is dropped when a store step fails: it may hold the signature of a claim that was rolled back.
+        self._clusterer: ClaimClusterer | None = None
+        self._store_lock = threading.Lock()
 
     def _context(self) -> Any:
         from pipeline import Context
@@ -259,10 +265,17 @@ class IntakeService:
     def _store_items(self, me: Identity, items: Sequence[IntakeItem]) -> list[_Resolved]:
         source = claim_source(me)
         out: list[_Resolved] = []
-        with self.store.session() as s:
-            partner = s.get(Partner, me.id) if me.kind == "partner" else None
-            for item in items:
-                out.append(self._store_one(s, source, partner, item))
+        with self._store_lock:
+            try:
+                with self.store.session() as s:
+                    if self._clusterer is None:
+                        self._clusterer = ClaimClusterer(s, threshold=self.settings.claims.cluster_threshold or DEFAULT_THRESHOLD)
+                    partner = s.get(Partner, me.id) if me.kind == "partner" else None
+                    for item in items:
+                        out.append(self._store_one(s, source, partner, item))
+            except BaseException:
+                self._clusterer = None
+                raise
         return out
 
     def _store_one(self, s: Session, source: str, partner: Partner | None, item: IntakeItem) -> _Resolved:
@@ -275,10 +288,11 @@ class IntakeService:
                 if known is not None:
                     # The same post again: one more sighting of the stored claim, found by its own key.
                     add_claim(s, ClaimIn(source=known.source, text=known.text, external_id=known.external_id),
-                              cluster_threshold=threshold)
+                              cluster_threshold=threshold, clusterer=self._clusterer)
                     return _Resolved(known.id, item.external_id, False)
         claim, new = add_claim(s, ClaimIn(source=source, text=item.text, external_id=item.external_id, url=item.url,
-                                          published=item.published), cluster_threshold=threshold)
+                                          published=item.published), cluster_threshold=threshold,
+                                clusterer=self._clusterer)
         if partner is not None:
             s.add(PartnerSubmission(partner_id=partner.id, claim_id=claim.id, external_id=item.external_id))
             s.flush()

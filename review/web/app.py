@@ -136,23 +136,53 @@ class AppState:
             self._backend.close()
 
 
-def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
-    """The web app over ``settings``' store and index. ``store``: an open store to share (tests)."""
+SERVE_SETTINGS_ENV = "PIYAO_SERVE_SETTINGS"
+
+
+def start_background(app: Any) -> None:
+    """The server's background work: the webhook sender and, with scheduler.in_server, the scheduler.
+
+    ``app`` is the served app, or (``piyao serve --workers N``) a stand-in in the parent process with
+    ``state.settings`` and ``state.store``: there it runs once, not once per worker.
+    """
+    from review.webhooks import start_delivery_thread
+    from scheduler import start_in_app
+
+    interval = app.state.settings.web.webhook_interval
+    if interval > 0:
+        start_delivery_thread(app, interval=interval)
+    start_in_app(app)  # the crawl scheduler, when scheduler.in_server is true
+
+
+def stop_background(app: Any) -> None:
+    from review.webhooks import stop_delivery_thread
+    from scheduler import stop_in_app
+
+    stop_in_app(app)  # and the crawls started with "run now", recorded as interrupted
+    if app.state.settings.web.webhook_interval > 0:
+        stop_delivery_thread(app)
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn's app factory for ``piyao serve --workers N``: each worker process builds the app over the
+    settings the parent passed in ``PIYAO_SERVE_SETTINGS``; the background work stays in the parent."""
+    settings = Settings.model_validate_json(os.environ[SERVE_SETTINGS_ENV])
+    return create_app(settings, background=False)
+
+
+def create_app(settings: Settings, *, store: Any = None, background: bool = True) -> FastAPI:
+    """The web app over ``settings``' store and index. ``store``: an open store to share (tests).
+    ``background``: run the webhook sender and the hosted scheduler with the app (false in the workers
+    of ``piyao serve --workers N``, whose parent runs them)."""
     from store.db import open_store
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from review.webhooks import start_delivery_thread, stop_delivery_thread
-        from scheduler import start_in_app, stop_in_app
-
-        interval = app.state.settings.web.webhook_interval
-        if interval > 0:
-            start_delivery_thread(app, interval=interval)
-        start_in_app(app)  # the crawl scheduler, when scheduler.in_server is true
+        if background:
+            start_background(app)
         yield
-        stop_in_app(app)  # and the crawls started with "run now", recorded as interrupted
-        if interval > 0:
-            stop_delivery_thread(app)
+        if background:
+            stop_background(app)
         app.state.heavy.close()
         if app.state.owns_store:
             app.state.store.close()
