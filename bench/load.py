@@ -3,22 +3,35 @@ against a real `piyao serve` on loopback — once with the embedded backend, onc
 
     .venv/bin/pip install -e ".[bench]"          # locust
     .venv/bin/python bench/load.py [--users 50] [--seconds 60] [--backends embedded,elasticsearch]
-                                   [--es URL] [--debunks FILE ...] [--out var/bench/load.json]
+                                   [--workers N] [--intake-mix stream|new] [--es URL] [--debunks FILE ...]
+                                   [--keep DIR] [--out var/bench/load.json]
 
 Set-up (not timed): a fresh data dir; the debunks imported with `piyao debunks import` (default: the
-12 CSVs of ../shared/data/debunks when present, else demo/debunks.jsonl); an editor and a viewer
-account, a partner with a token; 300 claims pushed through the intake API so that the queue holds
-flagged claims. Then locust (as a library, one process) runs three kinds of users, started 10 per
-second up to --users, each waiting 0.5–1.5 s between requests (a person's pace, not a flood):
+12 CSVs of ../shared/data/debunks when present, else demo/debunks.jsonl) and their passages' e5
+vectors (`piyao embed`, from the shared vector cache var/cache/e5.sqlite when it exists; the server
+itself starts with an empty cache, so the claims' vectors are computed live); an editor and a viewer
+account, a partner with a token; `piyao serve --workers N` (default: one per core); 300 claims pushed
+through the intake API so that the queue holds flagged claims (this also loads the models).
+
+Partner traffic (--intake-mix):
+* stream (default): bench/daily.py's seeded day of 300,000 sightings (../shared/data/claims, else
+  tests/fixtures/claims_sample.jsonl), from its 150,000th sighting on: mid-day. The texts of that
+  window which the day saw earlier are pushed in the set-up, as a server running since midnight would
+  hold them; so about a quarter of the posts sent are new texts and the rest repeats and variants;
+* new: every post a new text (a sample post with noise and a random number): the worst case.
+
+Then locust (as a library, one process) runs three kinds of users, started 10 per second up to
+--users, each waiting 0.5–1.5 s between requests (a person's pace, not a flood):
 
 * SearchUser (weight 2): `GET /api/v1/debunks?q=…` with a viewer token, and the search page
   `GET /debunks?q=…` with a viewer session, queries drawn from the claim texts' jieba words;
 * EditorUser (weight 2): logs in, `GET /queue` (filters and pages drawn at random), opens a claim;
-* PartnerUser (weight 1): `POST /api/v1/claims` with one or two real posts (tests/fixtures/claims_sample.jsonl,
-  varied so that most are new): classified, indexed and matched in the same request.
+* PartnerUser (weight 1): `POST /api/v1/claims` with one or two posts: stored, classified, indexed and
+  matched in the same request.
 
 Prints one JSON object: per backend, per request name and in total: requests, failures (any non-2xx
-or a transport error), p50 / p95 / p99 in ms, requests/s; and the machine. Targets: 0 errors, p95 ≤ 200 ms.
+or a transport error), p50 / p95 / p99 in ms, requests/s; the cores the server and the load generator
+kept busy; the server's memory; and the machine. Targets: 0 errors, p95 ≤ 200 ms.
 """
 
 from __future__ import annotations
@@ -200,6 +213,14 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
+def _rss_bytes(pid: int) -> int:
+    """Resident memory of a process and its child processes (the server's workers)."""
+    import psutil
+
+    p = psutil.Process(pid)
+    return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)])
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -331,6 +352,7 @@ def main() -> None:
                 stats["cpu"] = {"cores": os.cpu_count(), "wall_seconds": round(wall, 1),
                                 "server_cores_busy": round((_cpu_seconds(proc.pid) - cpu0) / wall, 2),
                                 "load_generator_cores_busy": round((own1.user + own1.system - own0.user - own0.system) / wall, 2)}
+                stats["server_rss_mb"] = round(_rss_bytes(proc.pid) / 2**20)
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)

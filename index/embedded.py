@@ -158,6 +158,9 @@ class EmbeddedBackend:
     def upsert(self, docs: Iterable[IndexDoc]) -> int:
         docs = list(docs)
         with self._lock, self._db:
+            # The write lock first: read-then-write under a plain BEGIN lets two processes (the workers of
+            # `piyao serve --workers`, a crawl) both see a key missing and both insert it.
+            self._db.execute("BEGIN IMMEDIATE")
             for d in docs:
                 _, kept = _remove(self._db, d.key)
                 _insert(self._db, d, vectors=kept)
@@ -208,6 +211,7 @@ class EmbeddedBackend:
     def delete(self, keys: Iterable[str]) -> int:
         n = 0
         with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")  # as upsert: read-then-write under the write lock
             for key in keys:
                 existed, kept = _remove(self._db, key)
                 n += existed
