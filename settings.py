@@ -224,7 +224,7 @@ class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     # Processes answering requests (`piyao serve --workers`); one per core suits a busy server. Each
-    # loads its own classifier and matcher (about 1 GB); the webhook sender and scheduler run once.
+    # loads its own classifier and matcher (about 1.5 GB); the webhook sender and scheduler run once.
     workers: int = Field(1, ge=1, le=64)
     # The address editors reach the app at, for links in alerts and reports (empty: http://<host>:<port>).
     public_url: str = Field("", pattern=r"^(https?://\S+)?$")

@@ -170,22 +170,22 @@ def query_queue(store: Store, filters: QueueFilters | None = None, *, order: str
     start, end = _utc_bounds(filters)
     with store.session() as s:
         rows: list[tuple[_Row, tuple[int, int, dt.datetime] | None]] = []
-        for r in s.execute(q):
-            row = _Row(r[0], r[1] or 0.0, r[2] or 1, r[3], r[4], bool(r[5]))
+        for t in s.execute(q):
+            row = _Row(t[0], t[1] or 0.0, t[2] or 1, t[3], t[4], bool(t[5]))
             # (cluster id, its sightings, its last sighting), or None: no cluster (or one deleted meanwhile).
-            rows.append((row, (r[4], r[6], r[7]) if r[4] is not None and r[6] is not None else None))
+            rows.append((row, (t[4], t[6], t[7]) if t[4] is not None and t[6] is not None else None))
         groups: dict[object, list[tuple[tuple[Any, ...], _Row, float, tuple[int, int, dt.datetime] | None]]] = {}
-        for r, k in rows:
-            sightings = max(k[1], r.sightings) if k is not None else r.sightings
-            last_seen = max(k[2], r.last_seen) if k is not None else r.last_seen
+        for r, ck in rows:
+            sightings = max(ck[1], r.sightings) if ck is not None else r.sightings
+            last_seen = max(ck[2], r.last_seen) if ck is not None else r.last_seen
             pr = priority(r.score, sightings, last_seen, now)
-            key: object = ("cluster", k[0]) if k is not None else ("claim", r.id)
-            groups.setdefault(key, []).append(((not r.urgent, -pr, r.id), r, pr, k))
+            key: object = ("cluster", ck[0]) if ck is not None else ("claim", r.id)
+            groups.setdefault(key, []).append(((not r.urgent, -pr, r.id), r, pr, ck))
         ranked: list[tuple[tuple[Any, ...], _Row, float, list[int]]] = []
         for members in groups.values():
             members.sort(key=lambda m: m[0])
-            _, rep, pr, k = members[0]
-            last_seen = max(k[2], rep.last_seen) if k is not None else rep.last_seen
+            _, rep, pr, ck = members[0]
+            last_seen = max(ck[2], rep.last_seen) if ck is not None else rep.last_seen
             if (start is not None and last_seen < start) or (end is not None and last_seen >= end):
                 continue
             if order == "uncertainty":
