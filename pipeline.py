@@ -988,16 +988,16 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int | None)
     parent = SimpleNamespace(state=SimpleNamespace(settings=ctx.settings, store=ctx.store))
     start_background(parent)
     stop = threading.Event()
+    sched = parent.state.scheduler  # set by start_background: None unless scheduler.in_server
 
     def wake_scheduler() -> None:
         # Schedules changed in a worker (the web page) are in the job store; the scheduler here reads
         # them when it wakes: every 30 s at the latest.
         while not stop.wait(30.0):
-            sched = getattr(parent.state, "scheduler", None)
-            if sched is not None:
-                sched.wakeup()
+            sched.wakeup()
 
-    threading.Thread(target=wake_scheduler, name="piyao-scheduler-wakeup", daemon=True).start()
+    if sched is not None:
+        threading.Thread(target=wake_scheduler, name="piyao-scheduler-wakeup", daemon=True).start()
     try:
         uvicorn.run("review.web.app:app_from_environment", factory=True, workers=workers, host=host, port=port,
                     log_level="warning", access_log=False)

@@ -172,11 +172,15 @@ class Editor:
     def _suffix(self, t: str) -> str:
         return t + self.rng.choice(SUFFIXES)
 
-    def _emoji(self, t: str) -> str:
+    def _insert_some(self, t: str, pool: Sequence[str]) -> str:
+        """One to three items of ``pool`` inserted at random places."""
         chars = list(t)
         for _ in range(self.rng.randint(1, 3)):
-            chars.insert(self.rng.randint(0, len(chars)), self.rng.choice(EMOJI))
+            chars.insert(self.rng.randint(0, len(chars)), self.rng.choice(pool))
         return "".join(chars)
+
+    def _emoji(self, t: str) -> str:
+        return self._insert_some(t, EMOJI)
 
     def _punct(self, t: str) -> str:
         present = [(a, b) for a, b in PUNCT_SWAPS if a in t]
@@ -192,10 +196,7 @@ class Editor:
         return "".join(chars)
 
     def _add(self, t: str) -> str:
-        chars = list(t)
-        for _ in range(self.rng.randint(1, 3)):
-            chars.insert(self.rng.randint(0, len(chars)), self.rng.choice(FILLERS))
-        return "".join(chars)
+        return self._insert_some(t, FILLERS)
 
     def _traditional(self, t: str) -> str:
         return str(self._s2t.convert(t))

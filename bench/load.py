@@ -186,39 +186,23 @@ def _post_items(url: str, items: list[dict[str, str]], batch: int = 25) -> None:
         urllib.request.urlopen(req, timeout=600).read()
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds so far of a process, its threads and its child processes (the server's
-    workers; Linux /proc). Children that exited are not counted: read before the server stops."""
-    def own(p: int) -> float:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def children(p: int) -> list[int]:
-        out: list[int] = []
-        for task in glob.glob(f"/proc/{p}/task/*/children"):
-            try:
-                out += [int(c) for c in Path(task).read_text().split()]
-            except OSError:
-                pass
-        return out
-
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        total += own(p)
-        todo += children(p)
-    return total
-
-
-def _rss_bytes(pid: int) -> int:
-    """Resident memory of a process and its child processes (the server's workers)."""
+def _tree(pid: int) -> list[Any]:
+    """A process and its child processes (the server's workers), as psutil sees them now."""
     import psutil
 
     p = psutil.Process(pid)
-    return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)])
+    return [p, *p.children(recursive=True)]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds so far of a process and its child processes. Children that exited are
+    not counted: read before the server stops."""
+    return sum(t.user + t.system for t in (q.cpu_times() for q in _tree(pid)))
+
+
+def _rss_bytes(pid: int) -> int:
+    """Resident memory of a process and its child processes."""
+    return sum(q.memory_info().rss for q in _tree(pid))
 
 
 def _free_port() -> int:

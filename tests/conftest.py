@@ -6,8 +6,12 @@ CI hides a broken feature.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
+from contextlib import contextmanager
+from types import ModuleType
 import urllib.request
 import uuid
 from pathlib import Path
@@ -159,3 +163,18 @@ def redis_url() -> str:
     except Exception as exc:  # noqa: BLE001 - a set but unreachable server is an error, not a skip
         pytest.fail(f"PIYAO_TEST_REDIS_URL={url} does not answer: {exc.__class__.__name__}: {exc}")
     return url
+
+
+@contextmanager
+def bench_script(filename: str, module_name: str) -> Iterator[ModuleType]:
+    """bench/<filename> imported as the module ``module_name`` (bench/ is scripts, not a package)."""
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(module_name, root / "bench" / filename)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(module_name, None)

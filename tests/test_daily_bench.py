@@ -7,7 +7,6 @@ fixtures, so it needs no ../shared; BM25-only matching (PIYAO_MATCHING__DENSE=fa
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,6 +16,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from tests.conftest import bench_script
+
 ROOT = Path(__file__).resolve().parents[1]
 CLAIMS = ROOT / "tests" / "fixtures" / "claims_sample.jsonl"
 DEBUNKS = ROOT / "demo" / "debunks.jsonl"
@@ -25,15 +26,8 @@ STAGES = ("store", "classify", "index", "embed", "match", "queue")
 
 @pytest.fixture(scope="module")
 def daily() -> Iterator[Any]:
-    spec = importlib.util.spec_from_file_location("daily_bench", ROOT / "bench" / "daily.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["daily_bench"] = module  # dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
+    with bench_script("daily.py", "daily_bench") as module:
         yield module
-    finally:
-        sys.modules.pop("daily_bench", None)
 
 
 def test_the_stream_is_seeded_and_realistic(daily: Any) -> None:

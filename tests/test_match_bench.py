@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.conftest import bench_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def mb():
-    spec = importlib.util.spec_from_file_location("match_bench", ROOT / "bench" / "match_bench.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    sys.modules["match_bench"] = module  # dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
+    with bench_script("match_bench.py", "match_bench") as module:
         yield module
-    finally:
-        sys.modules.pop("match_bench", None)
 
 
 ROWS = [
