@@ -82,7 +82,9 @@ def normalize(text: str, *, keep_urls: bool = False) -> str:
     """
     if not text:
         return ""
-    text = unicodedata.normalize("NFKC", text)
+    # Lower-cased before the passes below, which then see the final letters: "İ" lowers to "i" and a
+    # combining dot, a word boundary that a second pass would find ("İt.cn/x" kept its short URL once).
+    text = unicodedata.normalize("NFKC", text).lower()
     if not keep_urls:
         text = _URL_RE.sub(" ", text)
         text = _SHORT_URL_RE.sub(" ", text)
@@ -92,8 +94,14 @@ def normalize(text: str, *, keep_urls: bool = False) -> str:
     if _EMOJI_CANDIDATE_RE.search(text):  # the emoji library is exact but slow; most texts have none
         text = emoji.replace_emoji(text, replace=" ")
     text = _converter().convert(text)
-    text = _SPACE_RE.sub(" ", text)
-    return text.strip().lower()
+    text = _SPACE_RE.sub(" ", text).strip()
+    if "#" in text and _HASHTAG_RE.search(text):
+        # '#' left unpaired above can pair now that hashtags, emoji and runs of spaces are gone ("##a##"
+        # gave "# a #"; a hashtag of 41 characters holding an emoji is 40 without it), so a second pass
+        # would strip them: drop every leftover '#' now, and normalize is idempotent. Text whose leftover
+        # '#' cannot pair ("c#", "#a#b#" -> "a b#") keeps them, as before.
+        text = _SPACE_RE.sub(" ", text.replace("#", " ")).strip()
+    return text
 
 
 def _is_word(token: str) -> bool:

@@ -447,6 +447,7 @@ def parse_cn_datetime(s: object, now: _dt.datetime | None = None, tz: str = DEFA
 # Encodings: Chinese pages whose Content-Type header or <meta charset> lies.
 # ---------------------------------------------------------------------------
 
+import bisect as _bisect  # noqa: E402
 import codecs as _codecs  # noqa: E402
 from dataclasses import dataclass as _dataclass  # noqa: E402
 
@@ -486,12 +487,41 @@ def _common_han(ch: str) -> bool:
         return False
 
 
-def text_plausibility(text: str) -> tuple[float, int]:
+# Non-ASCII code points above U+024F that a Chinese page is made of, besides hanzi (scored by
+# _common_han): bopomofo tone marks (spacing modifiers), general punctuation, letterlike and number
+# forms, arrows, mathematical and technical symbols, enclosed alphanumerics, shapes, symbols,
+# dingbats; CJK radicals, punctuation, kana, bopomofo, enclosed and compatibility forms; variation
+# selectors, vertical and small forms; the BOM, full- and half-width forms; emoji. Every other
+# script (Cyrillic, Greek, Hebrew, Arabic, Yi, Hangul, historic scripts, ...) and box drawing is
+# what a Chinese page read in the wrong charset looks like (KOI8-R, windows-1251 and cp866 give
+# Cyrillic and box drawing, UTF-16 gives Yi, Hangul and rare hanzi), as Latin-1 letters are what it
+# looks like in ISO-8859-1.
+_PLAUSIBLE_RANGES = (
+    (0x02B0, 0x02FF),
+    (0x2000, 0x24FF),
+    (0x25A0, 0x2BFF),
+    (0x2E80, 0x33FF),
+    (0xFE00, 0xFE6F),
+    (0xFEFF, 0xFFEF),
+    (0x1F000, 0x1FAFF),
+)
+_PLAUSIBLE_STARTS = tuple(lo for lo, _ in _PLAUSIBLE_RANGES)
+
+
+def _plausible_symbol(o: int) -> bool:
+    i = _bisect.bisect_right(_PLAUSIBLE_STARTS, o) - 1
+    return i >= 0 and o <= _PLAUSIBLE_RANGES[i][1]
+
+
+def text_plausibility(text: str, *, other_scripts: bool = False) -> tuple[float, int]:
     """(share of plausible characters among the non-ASCII ones, how many non-ASCII were scored).
 
-    Plausible: common hanzi (GB2312 or Big5 level 1), CJK and full-width punctuation, kana,
-    symbols. Implausible: U+FFFD, C1 controls, private use, Latin-1 letters (mojibake of a
-    CJK page read as Latin-1/cp1252), rare hanzi (what GBK bytes read as Big5 and vice versa give).
+    Plausible for a Chinese page: common hanzi (GB2312 or Big5 level 1), CJK and full-width
+    punctuation, kana, bopomofo, symbols, emoji. Implausible: U+FFFD, C1 controls, private use,
+    Latin-1 letters (a CJK page read as Latin-1/cp1252), rare hanzi (GBK bytes read as Big5 and vice
+    versa), every other script and box drawing (read as KOI8-R, windows-1251 or cp866: Cyrillic and
+    box drawing; as UTF-16: Yi syllables, Hangul). With ``other_scripts`` those scripts and box
+    drawing count as plausible: text, if not Chinese (a Russian page in KOI8-R); the rest does not.
     An ASCII-only text scores 1.0.
     """
     chars = _NON_ASCII.findall(text, 0, 4 * _SCORE_SAMPLE + 200_000)[:_SCORE_SAMPLE]
@@ -500,14 +530,14 @@ def text_plausibility(text: str) -> tuple[float, int]:
     good = 0
     for ch in chars:
         o = ord(ch)
-        if o == 0xFFFD or 0x80 <= o < 0xA0 or 0xE000 <= o < 0xF900:
-            continue
         if o < 0x250:
             good += ch in _LATIN_OK
         elif 0x3400 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF or 0x20000 <= o <= 0x3134F:
             good += _common_han(ch)
-        else:
+        elif _plausible_symbol(o):
             good += 1
+        elif other_scripts:
+            good += o != 0xFFFD and not 0xE000 <= o < 0xF900
     return good / len(chars), len(chars)
 
 
@@ -522,8 +552,15 @@ def _codec(name: str | None) -> str | None:
     return _codecs.lookup(resolved).name
 
 
-def _is_single_byte(codec: str) -> bool:
-    return codec.startswith(("cp125", "iso8859", "latin", "ascii", "windows-125", "mac-", "koi8", "cp437", "cp850"))
+@_functools.lru_cache(maxsize=256)
+def _is_permissive(codec: str) -> bool:
+    """Nearly any bytes decode in ``codec``, so that a body decodes cleanly in it says little: a
+    single-byte charset (ISO-8859-x, windows-125x, KOI8-R, ...; charset-normalizer's list) or
+    UTF-16/32. A Chinese page read in one comes out as Latin letters, Cyrillic or Yi syllables."""
+    from charset_normalizer.utils import is_multi_byte_encoding
+
+    name = codec.lower().replace("-", "_")
+    return name.startswith(("utf_16", "utf_32")) or not is_multi_byte_encoding(name)
 
 
 def _strict(body: bytes, codec: str) -> str | None:
@@ -541,6 +578,14 @@ def detect_encoding(body: bytes, declared: str | None, *, also_declared: tuple[s
     utf-8, gb18030, big5 decoding cleanly, best plausibility first; then the same allowing a few
     undecodable bytes; then charset-normalizer's guess (the detector of last resort). A
     replacement must score at least 0.8 and better than ``declared``.
+
+    Plausible means plausible for a Chinese page (``text_plausibility``), except that a declared
+    multi-byte charset (UTF-8, GBK, Shift_JIS...: decoding cleanly in one is evidence) is kept for
+    text in any script. A declared single-byte charset or UTF-16, in which nearly any bytes decode,
+    is not: a Chinese page declaring KOI8-R, windows-1251 or UTF-16 is read in the Chinese encoding
+    that decodes it cleanly, not as Cyrillic or Yi syllables. Only when no encoding reads the bytes
+    as Chinese does text in another script count: the declared reading (a Russian page in KOI8-R),
+    a candidate's, charset-normalizer's.
     """
     decl = _codec(declared) or "utf-8"
     if body.isascii():
@@ -552,8 +597,9 @@ def detect_encoding(body: bytes, declared: str | None, *, also_declared: tuple[s
     clean = text is not None
     if text is None:
         text = body.decode(decl, "replace")
-    score, scored = text_plausibility(text)
-    if clean and (score >= _GOOD_ENOUGH or (scored < 8 and not _is_single_byte(decl))):
+    permissive = _is_permissive(decl)
+    score, scored = text_plausibility(text, other_scripts=not permissive)
+    if clean and (score >= _GOOD_ENOUGH or (scored < 8 and not permissive)):
         return EncodingChoice(decl, False, "declared", True, score)
 
     names: list[str] = []
@@ -563,10 +609,12 @@ def detect_encoding(body: bytes, declared: str | None, *, also_declared: tuple[s
             names.append(codec)
     # 1. Encodings that decode every byte.
     best: tuple[float, str] | None = None
+    readings: list[tuple[str, str]] = []
     for codec in names:
         cand = _strict(body, codec)
         if cand is None:
             continue
+        readings.append((codec, cand))
         s, _ = text_plausibility(cand)
         if best is None or s > best[0]:
             best = (s, codec)
@@ -582,6 +630,18 @@ def detect_encoding(body: bytes, declared: str | None, *, also_declared: tuple[s
                 best = (s, codec)
         if best and best[0] >= _ACCEPT and best[0] > score:
             return EncodingChoice(best[1], True, "fewest errors", False, best[0])
+    # Nothing reads as Chinese. Text in another script (a Russian page in KOI8-R): the declared
+    # reading, else the best of the clean ones, scored with other scripts counting.
+    other, _ = text_plausibility(text, other_scripts=True)
+    if clean and other >= _GOOD_ENOUGH:
+        return EncodingChoice(decl, False, "declared (another script)", True, other)
+    best = None
+    for codec, cand in readings:
+        s, _ = text_plausibility(cand, other_scripts=True)
+        if best is None or s > best[0]:
+            best = (s, codec)
+    if best and best[0] >= _ACCEPT and best[0] > other:
+        return EncodingChoice(best[1], True, "decodes cleanly (another script)", True, best[0])
     # 3. Last resort: charset-normalizer's guess.
     try:
         from charset_normalizer import from_bytes
@@ -591,8 +651,12 @@ def detect_encoding(body: bytes, declared: str | None, *, also_declared: tuple[s
         guess = None
     codec = _codec(guess.encoding) if guess is not None else None
     if codec and codec != decl:
+        cand = body.decode(codec, "replace")
         cand_clean = _strict(body, codec) is not None
-        s, _ = text_plausibility(body.decode(codec, "replace"))
+        s, _ = text_plausibility(cand)
         if s >= _ACCEPT and s > score:
             return EncodingChoice(codec, True, "charset-normalizer", cand_clean, s)
+        s, _ = text_plausibility(cand, other_scripts=True)
+        if s >= _ACCEPT and s > other:
+            return EncodingChoice(codec, True, "charset-normalizer (another script)", cand_clean, s)
     return EncodingChoice(decl, False, "declared (no better candidate)", clean, score)

@@ -1,4 +1,4 @@
-"""html_to_text, parse_cn_date, parse_feed_datetime."""
+"""html_to_text, parse_cn_date, parse_feed_datetime; detect_encoding against single-byte and UTF-16 lies."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from crawlers.extract import html_to_text, parse_cn_date, parse_feed_datetime
+from crawlers.extract import detect_encoding, html_to_text, parse_cn_date, parse_feed_datetime, text_plausibility
 
 HOSTILE = """<html><head><script>var x = "HEAD-SCRIPT";</script><style>p{color:red} STYLE-TEXT</style></head>
 <body><div class="con_txt">
@@ -94,3 +94,62 @@ def test_parse_cn_date(raw: object, expected: dt.date | None) -> None:
 )
 def test_parse_feed_datetime(raw: str, expected: dt.datetime | None) -> None:
     assert parse_feed_datetime(raw) == expected
+
+
+# Charset lies that a Chinese page decodes cleanly in ------------------------------------------------
+
+CHINESE = "网传隔夜菜会致癌，专家表示这种说法没有科学依据。国家卫健委提醒：不信谣、不传谣。"
+RUSSIAN = ("Министерство здравоохранения опровергло слухи о том, что вчерашние овощи вызывают рак. "
+           "Эксперты считают, что это утверждение не имеет научных оснований.")
+
+
+def _html(text: str) -> str:
+    return f"<html><head><title>{text[:8]}</title></head><body><p>{text}</p></body></html>"
+
+
+@pytest.mark.parametrize("codec", ["gbk", "utf-8"])
+@pytest.mark.parametrize("charset", ["koi8-r", "windows-1251", "iso-8859-5", "utf-16"])
+def test_chinese_page_served_with_a_cyrillic_or_utf16_charset_reads_as_chinese(codec: str, charset: str) -> None:
+    """GBK or UTF-8 Chinese bytes served with ``charset=koi8-r`` (windows-1251, ...) decode cleanly in that
+    charset too, as Cyrillic or Yi syllables; the Chinese reading wins, from the header or the <meta>."""
+    from scrapy.http import HtmlResponse, Request
+
+    from crawlers.middlewares import EncodingMiddleware
+
+    html = _html(CHINESE)
+    if len(html.encode(codec)) % 2:
+        html += "\n"  # an even length, which UTF-16 reads without an error
+    body = html.encode(codec)
+    assert CHINESE not in body.decode(charset)  # the lie decodes without an error, to something else
+    choice = detect_encoding(body, charset)
+    assert choice.changed and choice.clean and body.decode(choice.encoding) == html, choice
+    assert body.decode(detect_encoding(body, None, also_declared=(charset,)).encoding) == html
+
+    class _Stats:
+        def inc_value(self, key: str, n: int = 1) -> None:
+            pass
+
+    mw = EncodingMiddleware.__new__(EncodingMiddleware)
+    mw.stats = _Stats()
+    url = "http://mirror.test/a/c.html"
+    resp = HtmlResponse(url, body=body, headers={"Content-Type": f"text/html; charset={charset}"}, request=Request(url))
+    assert CHINESE not in resp.text
+    assert CHINESE in mw.process_response(resp.request, resp).text
+
+
+@pytest.mark.parametrize("charset", ["koi8-r", "windows-1251", "iso-8859-5"])
+def test_russian_page_keeps_its_cyrillic_charset(charset: str) -> None:
+    body = _html(RUSSIAN).encode(charset)
+    choice = detect_encoding(body, charset)
+    assert not choice.changed and body.decode(choice.encoding) == _html(RUSSIAN), choice
+    # Mislabelled UTF-8: charset-normalizer's guess, a Cyrillic charset, is still taken.
+    assert body.decode(detect_encoding(body, "utf-8").encoding) == _html(RUSSIAN)
+
+
+def test_plausibility_ranks_cjk_above_cyrillic_and_yi() -> None:
+    assert text_plausibility(CHINESE)[0] == 1.0
+    for charset in ("koi8-r", "windows-1251", "cp866"):
+        assert text_plausibility(CHINESE.encode("gbk").decode(charset))[0] < 0.5, charset
+    yi = "啊阿埃挨八巴吧爸".encode("gbk").decode("utf-16-le")  # GBK trail bytes A1-A4 make Yi syllables
+    assert "\ua1b0" in yi and text_plausibility(yi)[0] == 0.0
+    assert text_plausibility(RUSSIAN)[0] == 0.0 and text_plausibility(RUSSIAN, other_scripts=True)[0] == 1.0

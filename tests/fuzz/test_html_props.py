@@ -192,10 +192,13 @@ COMMON_HANZI = "".join(bytes([hi, lo]).decode("gb2312") for hi in range(0xB0, 0x
                        if not (hi == 0xD7 and lo > 0xF9))
 
 
-# What Chinese pages declare, rightly or not. (Not KOI8-R, windows-1251 or UTF-16: a Chinese page read in
-# those comes out as Cyrillic or Yi syllables, which text_plausibility accepts, so such lies stay uncorrected.)
+# What Chinese pages declare, rightly or not.
 CHINESE_DECLARED = [None, "", "utf-8", "gbk", "gb2312", "GB18030", "big5", "iso-8859-1", "windows-1252", "ascii",
                     "x-unknown"]
+# Charsets in which a Chinese page also decodes cleanly, as Cyrillic, Greek, Arabic or Yi syllables and
+# Hangul (UTF-16), text_plausibility once counted as plausible: such a lie stayed uncorrected.
+NON_CHINESE_DECLARED = ["koi8-r", "koi8-u", "windows-1251", "iso-8859-5", "cp866", "x-mac-cyrillic", "iso-8859-7",
+                        "windows-1256", "utf-16", "utf-16le", "utf-16be"]
 
 
 @settings(max_examples=examples(200), deadline=None)
@@ -206,6 +209,23 @@ def test_detect_encoding_reads_chinese_text_in_its_encoding(codec: str, declared
     body = text.encode(codec)
     choice = detect_encoding(body, declared)
     assert body.decode(choice.encoding, "replace") == text, (codec, declared, choice)
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(st.sampled_from(["utf-8", "gb18030", "gbk"]), st.sampled_from(NON_CHINESE_DECLARED),
+       st.text(alphabet=st.sampled_from(COMMON_HANZI + "，。！？ 0123456789abc"), min_size=30, max_size=200),
+       st.booleans())
+@example("gbk", "koi8-r", "网传隔夜菜会致癌，专家表示这种说法没有科学依据。", False)  # was read as KOI8-R
+@example("utf-8", "windows-1251", "网传隔夜菜会致癌，专家表示这种说法没有科学依据。", False)  # as windows-1251
+@example("gbk", "utf-16", "啊阿埃挨八巴吧爸" * 4, False)  # as Yi syllables and Hangul
+@example("gb18030", "cp866", "0" * 29 + "且", True)  # as box drawing
+def test_detect_encoding_prefers_chinese_to_cyrillic_or_yi(codec: str, declared: str, text: str, in_meta: bool) -> None:
+    """Common Chinese text that also decodes cleanly in the single-byte or UTF-16 charset the page declares
+    (header or <meta>) is read back exactly: as Chinese, not as Cyrillic, Greek or Yi syllables."""
+    body = text.encode(codec)
+    choice = detect_encoding(body, None if in_meta else declared, also_declared=(declared,) if in_meta else ())
+    assert body.decode(choice.encoding) == text, (codec, declared, choice)
+    assert choice.clean
 
 
 @settings(max_examples=examples(200), deadline=None)
