@@ -33,7 +33,7 @@ from settings import Settings, WebSettings
 from store.audit import ClaimQueued
 from store.clusters import DEFAULT_THRESHOLD, ClaimClusterer
 from store.db import Store
-from store.models import Claim, ClaimMatch, Partner, PartnerSubmission, utcnow
+from store.models import Claim, ClaimMatch, Debunk, Partner, PartnerSubmission, utcnow
 from store.records import ClaimIn
 from store.writes import add_claim
 
@@ -356,9 +356,14 @@ class IntakeService:
     def _results(self, resolved: list[_Resolved]) -> list[IntakeResult]:
         with self.store.session() as s:
             ids = [r.claim_id for r in resolved]
-            claims = {c.id: c for c in s.scalars(select(Claim).where(Claim.id.in_(ids)).options(
-                selectinload(Claim.matches).selectinload(ClaimMatch.debunk)))}
+            claims = {c.id: c for c in s.scalars(select(Claim).where(Claim.id.in_(ids)).options(with_match_heads()))}
             return [result_of(claims[r.claim_id], r.external_id, new=r.new) for r in resolved]
+
+
+def with_match_heads() -> Any:
+    """Loader option: a claim's matches with their debunks' title, URL and source (what ``match_view``
+    shows), not the debunks' whole texts."""
+    return selectinload(Claim.matches).selectinload(ClaimMatch.debunk).load_only(Debunk.title, Debunk.url, Debunk.source)
 
 
 def match_view(m: ClaimMatch) -> IntakeMatch:

@@ -17,12 +17,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import DateTime, and_, case, func, literal, select
 
 from store.audit import ClaimQueued
 from store.db import Store
-from store.models import Claim, ClaimCluster, ClaimMatch, utcnow
+from store.models import Claim, ClaimCluster, ClaimMatch, Debunk, utcnow
 
 # Recency halves a claim's priority every this many days since it was last seen.
 HALF_LIFE_DAYS = 3.0
@@ -126,19 +125,60 @@ def _utc_bounds(filters: QueueFilters) -> tuple[dt.datetime | None, dt.datetime 
     return start, end
 
 
-@dataclass
-class _Row:
-    id: int
-    score: float
-    sightings: int
-    last_seen: dt.datetime
-    cluster_id: int | None
-    urgent: bool
+def _matches_of(s: Any, claim_ids: list[int]) -> dict[int, list[dict[str, object]]]:
+    """Each claim's matches in rank order, as the queue shows them: plain rows, the debunk's title,
+    URL and source joined in (not the debunks' texts)."""
+    out: dict[int, list[dict[str, object]]] = {}
+    for i in range(0, len(claim_ids), 500):
+        rows = s.execute(select(ClaimMatch.claim_id, ClaimMatch.debunk_id, Debunk.title, Debunk.url, Debunk.source,
+                                ClaimMatch.score, ClaimMatch.decision)
+                         .join(Debunk, Debunk.id == ClaimMatch.debunk_id)
+                         .where(ClaimMatch.claim_id.in_(claim_ids[i:i + 500])).order_by(ClaimMatch.claim_id, ClaimMatch.rank))
+        for cid, did, title, url, source, score, decision in rows:
+            out.setdefault(cid, []).append({"debunk_id": did, "title": title, "url": url, "source": source,
+                                            "score": round(score, 4), "decision": decision})
+    return out
 
 
-def _match_dicts(matches: list[ClaimMatch]) -> list[dict[str, object]]:
-    return [{"debunk_id": m.debunk_id, "title": m.debunk.title, "url": m.debunk.url, "source": m.debunk.source,
-             "score": round(m.score, 4), "decision": m.decision} for m in matches]
+def _days(col: Any, dialect: str) -> Any:
+    """A timestamp as a number of days (julian days on SQLite, days since the epoch on PostgreSQL):
+    only differences are used."""
+    if dialect == "sqlite":
+        return func.julianday(col)
+    return func.extract("epoch", col) / 86400.0
+
+
+def _ranked(filters: QueueFilters, order: str, now: dt.datetime, dialect: str) -> Any:
+    """The filtered claims with their cluster's group key, effective last sighting and rank within
+    the cluster (1: the cluster's entry), ranked by the database.
+
+    The priority ``score × (1 + ln sightings) × 0.5^(age / half-life)`` is compared through its
+    logarithm, ``ln score + ln(1 + ln sightings) − age·ln2 / half-life``: the same order, and
+    computed by the database over every queued claim rather than row by row in Python.
+    """
+    has_k = ClaimCluster.id.is_not(None)
+    c_sight = case((func.coalesce(Claim.sightings, 0) > 1, Claim.sightings), else_=1)
+    sightings = case((and_(has_k, ClaimCluster.sightings > c_sight), ClaimCluster.sightings), else_=c_sight)
+    last_eff = case((and_(has_k, ClaimCluster.last_seen > Claim.last_seen), ClaimCluster.last_seen), else_=Claim.last_seen)
+    age = _days(literal(now, DateTime), dialect) - _days(last_eff, dialect)
+    score = func.coalesce(Claim.score, 0.0)
+    log_pr = case((score > 0, func.ln(score) + func.ln(1.0 + func.ln(sightings))
+                   - case((age > 0, age), else_=0.0) * (math.log(2.0) / HALF_LIFE_DAYS)),
+                  else_=-1e300)  # priority 0: after every other
+    urgent = func.coalesce(Claim.urgent, False)
+    group = case((has_k, ClaimCluster.id), else_=-Claim.id)
+    rn = func.row_number().over(partition_by=group, order_by=(urgent.desc(), log_pr.desc(), Claim.id.asc()))
+    q = (select(Claim.id.label("id"), group.label("grp"), last_eff.label("last_eff"), log_pr.label("log_pr"),
+                urgent.label("urgent"), score.label("score"), rn.label("rn"))
+         .outerjoin(ClaimCluster, ClaimCluster.id == Claim.cluster_id))
+    q = q.where(Claim.status.in_(STATUSES) if filters.status == "all" else Claim.status == filters.status)
+    if filters.topic:
+        q = q.where(Claim.topic == filters.topic)
+    if filters.source:
+        q = q.where(Claim.source == filters.source)
+    if filters.label:
+        q = q.where(Claim.label == filters.label)
+    return q.subquery("ranked")
 
 
 def query_queue(store: Store, filters: QueueFilters | None = None, *, order: str = "priority", page: int = 1,
@@ -155,69 +195,51 @@ def query_queue(store: Store, filters: QueueFilters | None = None, *, order: str
     filters = filters or QueueFilters()
     page, page_size = max(1, int(page)), max(1, int(page_size))
     now = now or utcnow()
-    # Only the columns the ranking needs, with the cluster's counters joined in: one query, plain tuples
-    # (ORM objects for every queued claim and cluster cost more than the ranking as the queue grows).
-    q = (select(Claim.id, Claim.score, Claim.sightings, Claim.last_seen, Claim.cluster_id, Claim.urgent,
-                ClaimCluster.sightings, ClaimCluster.last_seen)
-         .outerjoin(ClaimCluster, ClaimCluster.id == Claim.cluster_id))
-    q = q.where(Claim.status.in_(STATUSES) if filters.status == "all" else Claim.status == filters.status)
-    if filters.topic:
-        q = q.where(Claim.topic == filters.topic)
-    if filters.source:
-        q = q.where(Claim.source == filters.source)
-    if filters.label:
-        q = q.where(Claim.label == filters.label)
+    dialect = store.engine.dialect.name
+    ranked = _ranked(filters, order, now, dialect)
     start, end = _utc_bounds(filters)
+    # One entry per cluster: its first-ranked claim, if its (cluster's) last sighting is in the range.
+    heads = select(ranked.c.id, ranked.c.grp).where(ranked.c.rn == 1)
+    if start is not None:
+        heads = heads.where(ranked.c.last_eff >= start)
+    if end is not None:
+        heads = heads.where(ranked.c.last_eff < end)
+    if order == "uncertainty":
+        heads = heads.order_by(ranked.c.urgent.desc(), func.abs(ranked.c.score - 0.5).asc(), ranked.c.log_pr.desc(), ranked.c.id.asc())
+    else:
+        heads = heads.order_by(ranked.c.urgent.desc(), ranked.c.log_pr.desc(), ranked.c.id.asc())
     with store.session() as s:
-        rows: list[tuple[_Row, tuple[int, int, dt.datetime] | None]] = []
-        for t in s.execute(q):
-            row = _Row(t[0], t[1] or 0.0, t[2] or 1, t[3], t[4], bool(t[5]))
-            # (cluster id, its sightings, its last sighting), or None: no cluster (or one deleted meanwhile).
-            rows.append((row, (t[4], t[6], t[7]) if t[4] is not None and t[6] is not None else None))
-        groups: dict[object, list[tuple[tuple[Any, ...], _Row, float, tuple[int, int, dt.datetime] | None]]] = {}
-        for r, ck in rows:
-            sightings = max(ck[1], r.sightings) if ck is not None else r.sightings
-            last_seen = max(ck[2], r.last_seen) if ck is not None else r.last_seen
-            pr = priority(r.score, sightings, last_seen, now)
-            key: object = ("cluster", ck[0]) if ck is not None else ("claim", r.id)
-            groups.setdefault(key, []).append(((not r.urgent, -pr, r.id), r, pr, ck))
-        ranked: list[tuple[tuple[Any, ...], _Row, float, list[int]]] = []
-        for members in groups.values():
-            members.sort(key=lambda m: m[0])
-            _, rep, pr, ck = members[0]
-            last_seen = max(ck[2], rep.last_seen) if ck is not None else rep.last_seen
-            if (start is not None and last_seen < start) or (end is not None and last_seen >= end):
-                continue
-            if order == "uncertainty":
-                sort_key: tuple[Any, ...] = (not rep.urgent, -uncertainty(rep.score), -pr, rep.id)
-            else:
-                sort_key = (not rep.urgent, -pr, rep.id)
-            ranked.append((sort_key, rep, pr, [m[1].id for m in members[1:]]))
-        ranked.sort(key=lambda t: t[0])
-        total = len(ranked)
-        chosen = ranked[(page - 1) * page_size: page * page_size]
-        want = [rep.id for _, rep, _, _ in chosen]
-        full = {c.id: c for c in s.scalars(
-            select(Claim).where(Claim.id.in_(want)).options(selectinload(Claim.matches).selectinload(ClaimMatch.debunk))
-        )} if want else {}
+        chosen_rows = s.execute(heads.add_columns(func.count().over().label("total"))
+                                .limit(page_size).offset((page - 1) * page_size)).all()
+        if chosen_rows:
+            total = int(chosen_rows[0].total)
+        else:
+            total = int(s.scalar(select(func.count()).select_from(heads.order_by(None).subquery())) or 0)
+        want = [r.id for r in chosen_rows]
+        full = {c.id: c for c in s.scalars(select(Claim).where(Claim.id.in_(want)))} if want else {}
+        own = _matches_of(s, want)
         page_clusters = {c.cluster_id for c in full.values() if c.cluster_id is not None}
         clusters = {k.id: k for k in s.scalars(select(ClaimCluster).where(ClaimCluster.id.in_(page_clusters)))} if page_clusters else {}
-        # Variants' matches, for entries whose own claim was matched with nothing.
-        chosen = [t for t in chosen if t[1].id in full]  # a claim deleted meanwhile drops out
-        bare = {rep.id: variants for _, rep, _, variants in chosen if variants and not full[rep.id].matches}
-        variant_ids = [v for variants in bare.values() for v in variants]
-        variant_matches: dict[int, list[ClaimMatch]] = {}
-        for i in range(0, len(variant_ids), 500):
-            for m in s.scalars(select(ClaimMatch).where(ClaimMatch.claim_id.in_(variant_ids[i:i + 500]))
-                               .options(selectinload(ClaimMatch.debunk)).order_by(ClaimMatch.rank)):
-                variant_matches.setdefault(m.claim_id, []).append(m)
+        chosen = [(r.id, r.grp) for r in chosen_rows if r.id in full]  # a claim deleted meanwhile drops out
+        # Variants' matches, for entries whose own claim was matched with nothing: the other claims of
+        # its cluster that the filters admit, in rank order.
+        bare = {grp for cid, grp in chosen if not own.get(cid) and grp > 0}
+        variants: dict[int, list[int]] = {}
+        if bare:
+            for vid, grp in s.execute(select(ranked.c.id, ranked.c.grp).where(ranked.c.grp.in_(bare), ranked.c.rn > 1)
+                                      .order_by(ranked.c.grp, ranked.c.rn)):
+                variants.setdefault(grp, []).append(vid)
+        variant_matches = _matches_of(s, [v for vs in variants.values() for v in vs])
         entries = []
-        for _, rep, pr, variants in chosen:
-            c = full[rep.id]
+        for cid, grp in chosen:
+            c = full[cid]
             k = clusters.get(c.cluster_id) if c.cluster_id is not None else None
-            matches = list(c.matches)
+            sightings = max(k.sightings, c.sightings or 1) if k is not None else (c.sightings or 1)
+            last_seen = max(k.last_seen, c.last_seen) if k is not None else c.last_seen
+            pr = priority(c.score or 0.0, sightings, last_seen, now)
+            matches = own.get(cid, [])
             if not matches:
-                matches = next((variant_matches[v] for v in variants if variant_matches.get(v)), [])
+                matches = next((variant_matches[v] for v in variants.get(grp, []) if variant_matches.get(v)), [])
             entries.append(QueueEntry(
                 claim_id=c.id,
                 text=c.text,
@@ -228,7 +250,7 @@ def query_queue(store: Store, filters: QueueFilters | None = None, *, order: str
                 sightings=max(k.sightings, c.sightings) if k is not None else c.sightings,
                 last_seen=max(k.last_seen, c.last_seen) if k is not None else c.last_seen,
                 priority=pr,
-                matches=_match_dicts(matches),
+                matches=matches,
                 cluster_id=k.id if k is not None else None,
                 cluster_size=k.size if k is not None else 1,
                 sources=k.sources if k is not None else 1,

@@ -23,7 +23,8 @@ from starlette.concurrency import run_in_threadpool
 
 from classifier.labels import TOPICS, VERDICTS
 from review.accounts import Identity
-from review.intake import IntakeError, IntakeMatch, IntakeRequest, IntakeResponse, IntakeUnavailable, check_limits, intake_for, match_view
+from review.intake import (IntakeError, IntakeMatch, IntakeRequest, IntakeResponse, IntakeUnavailable, check_limits, intake_for, match_view,
+                           with_match_heads)
 from review.web.security import check_csrf, current_identity, require
 from store.models import Claim, ClaimMatch, PartnerSubmission, Review
 
@@ -142,7 +143,7 @@ def _view(claim: Claim, review: Review | None, me: Identity, external_id: str | 
 
 
 def _with_matches() -> Any:
-    return selectinload(Claim.matches).selectinload(ClaimMatch.debunk)
+    return with_match_heads()
 
 
 @router.get("/claims/{claim_id}", response_model=ClaimView, responses={**ERRORS, 404: {"description": "No such claim (for you)"}},

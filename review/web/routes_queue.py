@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -25,7 +26,7 @@ from review.decisions import ClaimNotFound, ConflictError, LastChange, NotMatche
 from review.queue import BEIJING_OFFSET, ORDERS, STATUSES, QueueFilters, next_in_queue, query_queue, queue_sources
 from review.web.app import STATUS_NAMES, render
 from review.web.security import check_csrf, parse_day, require
-from store.models import Claim, ClaimCluster, ClaimMatch, Review, utcnow
+from store.models import Claim, ClaimCluster, ClaimMatch, Debunk, Review, utcnow
 
 router = APIRouter(dependencies=[Depends(check_csrf)], include_in_schema=False)
 
@@ -111,6 +112,10 @@ def explanation_view(raw: Any) -> dict[str, Any] | None:
     return None
 
 
+# What the claim page shows of a matched debunk (not its whole text).
+_DEBUNK_HEAD = selectinload(ClaimMatch.debunk).load_only(Debunk.title, Debunk.url, Debunk.source, Debunk.published)
+
+
 def claim_context(request: Request, claim_id: int) -> dict[str, Any]:
     """Everything the claim page shows, read in one session."""
     store = request.app.state.store
@@ -122,13 +127,13 @@ def claim_context(request: Request, claim_id: int) -> dict[str, Any]:
         variants = list(s.scalars(select(Claim).where(Claim.cluster_id == claim.cluster_id, Claim.id != claim.id)
                                   .order_by(Claim.last_seen.desc(), Claim.id).limit(100))) if cluster else []
         matches = list(s.scalars(select(ClaimMatch).where(ClaimMatch.claim_id == claim.id)
-                                 .options(selectinload(ClaimMatch.debunk)).order_by(ClaimMatch.rank, ClaimMatch.id)))
+                                 .options(_DEBUNK_HEAD).order_by(ClaimMatch.rank, ClaimMatch.id)))
         from_variants = False
         if not matches and variants:
             # Matched through a variant only: offered for linking (a link copies the variant's match).
             seen: set[int] = set()
             for m in s.scalars(select(ClaimMatch).where(ClaimMatch.claim_id.in_([v.id for v in variants]))
-                               .options(selectinload(ClaimMatch.debunk)).order_by(ClaimMatch.score.desc(), ClaimMatch.id)):
+                               .options(_DEBUNK_HEAD).order_by(ClaimMatch.score.desc(), ClaimMatch.id)):
                 if m.debunk_id not in seen:
                     seen.add(m.debunk_id)
                     matches.append(m)
@@ -183,6 +188,20 @@ def after_decision(request: Request, claim_id: int, message: str, order: str) ->
 
 
 # --------------------------------------------------------------------------- queue
+# The source filter's choices are read at most this often per process (a scan of every flagged claim
+# on each page view otherwise); a claim from a new source shows in the list within it.
+SOURCES_MAX_AGE = 10.0
+
+
+def _sources(request: Request) -> list[str]:
+    now = time.monotonic()
+    cached: tuple[float, list[str]] | None = getattr(request.app.state, "queue_sources", None)
+    if cached is None or now - cached[0] > SOURCES_MAX_AGE:
+        cached = (now, queue_sources(request.app.state.store))
+        request.app.state.queue_sources = cached
+    return cached[1]
+
+
 @router.get("/queue")
 def queue_page(
     request: Request,
@@ -219,7 +238,7 @@ def queue_page(
     return render(request, "queue.html", {
         "result": result, "entries": result.entries, "filters": filters, "order": order, "params": params,
         "page_url": page_url, "back": urlencode({**params, "page": page}),
-        "sources": queue_sources(store), "statuses": STATUSES, "orders": ORDERS, "topics": TOPICS,
+        "sources": _sources(request), "statuses": STATUSES, "orders": ORDERS, "topics": TOPICS,
         "labels": VERDICTS, "date_from": date_from, "date_to": date_to,
         "claim_suffix": "?order=uncertainty" if order == "uncertainty" else "",
         "notice": messages["notice"], "error": messages["error"],
