@@ -290,7 +290,10 @@ class ElasticBackend:
         over deleted, so a debunk never lacks its passages in between.
         """
         docs = list(docs)
-        old = self._passage_ids([d.key for d in docs])
+        # Claims have no passages (a partner's intake writes one claim at a time): no passages to look
+        # up or delete, and only the documents' index to refresh.
+        claims_only = all(d.kind == "claim" and not d.passages for d in docs)
+        old = set() if claims_only else self._passage_ids([d.key for d in docs])
         carried = self._carried(docs) if any(d.passages for d in docs) else {}
 
         def actions() -> Iterator[dict[str, Any]]:
@@ -299,8 +302,11 @@ class ElasticBackend:
                 yield from self._passage_actions(d, self.passages_alias, carried)
 
         self._bulk(actions())
-        self._delete_passages(old - {f"{d.key}#{p.position}" for d in docs for p in d.passages})
-        self.refresh()
+        if claims_only:
+            self._call(self.es.indices.refresh, index=self.alias)
+        else:
+            self._delete_passages(old - {f"{d.key}#{p.position}" for d in docs for p in d.passages})
+            self.refresh()
         return len(docs)
 
     def _passage_ids(self, doc_keys: Sequence[str]) -> set[str]:

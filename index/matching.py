@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
@@ -254,6 +255,7 @@ class Matcher:
         self.auto_threshold, self.suggest_threshold, self.min_score = auto_threshold, suggest_threshold, min_score
         self.use_dense, self.use_bm25 = use_dense, use_bm25
         self._encoder = encoder
+        self._encoder_lock = threading.Lock()  # one encoder (one model load) when threads ask at once
         self._cache_path = cache_path
         self.query_max_chars, self.encoder_threads = query_max_chars, encoder_threads
 
@@ -283,13 +285,14 @@ class Matcher:
 
     @property
     def encoder(self) -> E5Encoder:
-        if self._encoder is None:
-            from classifier.encoder import E5Encoder
+        with self._encoder_lock:
+            if self._encoder is None:
+                from classifier.encoder import E5Encoder
 
-            self._encoder = E5Encoder(
-                cache_path=self._cache_path, max_chars=self.query_max_chars, num_threads=self.encoder_threads or None
-            )
-        return self._encoder
+                self._encoder = E5Encoder(
+                    cache_path=self._cache_path, max_chars=self.query_max_chars, num_threads=self.encoder_threads or None
+                )
+            return self._encoder
 
     # -- retrieval -------------------------------------------------------------------
     def candidates_for(self, text: str, filters: SearchFilters | None = None, *, vector: np.ndarray | None = None) -> list[Candidate]:

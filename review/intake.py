@@ -211,9 +211,8 @@ class IntakeService:
         self._classifier = classifier
         self._matcher: Any = None
         self._load_lock = threading.Lock()
-        # Models are not documented as thread-safe: one prediction, one match at a time.
+        # The classifier's models are not documented as thread-safe: one prediction at a time.
         self._predict_lock = threading.Lock()
-        self._match_lock = threading.Lock()
         # One clusterer for the app's lifetime, refreshed from the store before each lookup (claims that
         # crawls stored since); rebuilding it per call read every stored signature each time (O(claims)).
         # It is dropped when a store step fails: it may hold the signature of a claim that was rolled back.
@@ -342,16 +341,31 @@ class IntakeService:
             if not todo:
                 return
             matcher = self.matcher()
-            for claim in todo:
+            for claim, vector in zip(todo, self._query_vectors(matcher, [c.text for c in todo])):
                 try:
-                    with self._match_lock:
-                        found = matcher.match(claim.text)
+                    # No lock of our own: the encoder and the embedded index serialize their own use and
+                    # Elasticsearch's client is thread-safe, so one request's searches need not wait for
+                    # another's (with Elasticsearch, mostly waiting on the network).
+                    found = matcher.match(claim.text, vector=vector)
                 except BackendError as exc:
                     raise IntakeUnavailable(f"matching is unavailable: {exc}") from None
                 except Exception as exc:  # noqa: BLE001 - e5 weights missing and the like: logged, answered 503
                     log.exception("intake: matching failed")
                     raise IntakeUnavailable(f"matching failed: {exc.__class__.__name__}") from None
                 store_matches(s, claim, found)
+
+    @staticmethod
+    def _query_vectors(matcher: Any, texts: list[str]) -> list[Any]:
+        """The claims' e5 query vectors in one batched encode (as ``match`` would compute them one by one)."""
+        from index.backend import BackendError
+
+        try:
+            return list(matcher.query_vectors(texts))
+        except BackendError as exc:
+            raise IntakeUnavailable(f"matching is unavailable: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - e5 weights missing and the like: logged, answered 503
+            log.exception("intake: encoding for matching failed")
+            raise IntakeUnavailable(f"matching failed: {exc.__class__.__name__}") from None
 
     def _results(self, resolved: list[_Resolved]) -> list[IntakeResult]:
         with self.store.session() as s:
