@@ -56,7 +56,7 @@ test: install-test services browser
 	PIYAO_TEST_ES_URL=http://127.0.0.1:$(ES_PORT) \
 	PIYAO_TEST_PG_URL=postgresql+psycopg://postgres@127.0.0.1:$(PG_PORT)/piyao_test \
 	PIYAO_TEST_REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0 \
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 
 clean-demo:
 	rm -rf $(DEMO_DATA)
