@@ -123,7 +123,7 @@ def run_one(kind: str, texts: list[str], model_dir: str | None) -> dict:
         # Which distinct texts went to the e5 stage: recompute the routing (cheap) for the raw-encoder comparison.
         for i in range(0, len(texts), batch):
             chunk = texts[i : i + batch]
-            _, p1, lex = model._stage1(chunk)
+            _, _, p1, lex = model._stage1(chunk)
             mask = model._route(p1, lex)
             routed_texts.extend(x for x, m in zip(chunk, mask) if m)
         out.update({

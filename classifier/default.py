@@ -152,20 +152,21 @@ class DefaultModel:
         return str(self.meta.get("version", "default-unversioned"))
 
     # -- scoring -------------------------------------------------------------
-    def _stage1(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _stage1(self, texts: Sequence[str]) -> tuple[np.ndarray, Any, np.ndarray, np.ndarray]:
         prepared = prepare(texts)
-        p1 = self.linear.predict_proba(prepared=prepared)
+        feats = self.linear.features(prepared)  # kept for the explanation's terms (predict)
+        p1 = self.linear.predict_proba(features=feats)
         lex = self.knowledge.lexical_top(texts)
         if self.style is not None and self.stage1 is not None:
             p_style = self.style.predict_proba(prepared=prepared)
             p1 = self.stage1.proba(stage1_features(p_style, p1, lex))
-        return prepared, p1, lex
+        return prepared, feats, p1, lex
 
     def _route(self, p1: np.ndarray, lex: np.ndarray) -> np.ndarray:
         return route_mask(p1, lex[:, 0], self.cascade)
 
     def _score(self, texts: Sequence[str]) -> dict[str, Any]:
-        prepared, p1, lex = self._stage1(texts)
+        prepared, feats, p1, lex = self._stage1(texts)
         routed = self._route(p1, lex)
         scores = p1.astype(float).copy()
         dense = np.zeros((len(texts), 4), dtype=np.float32)
@@ -182,7 +183,7 @@ class DefaultModel:
             self.stage2_seconds += time.perf_counter() - t
         self.seen += len(texts)
         self.routed += int(idx.size)
-        return {"prepared": prepared, "p1": p1, "lex": lex, "routed": routed, "scores": np.clip(scores, 0.0, 1.0), "dense": dense}
+        return {"prepared": prepared, "features": feats, "p1": p1, "lex": lex, "routed": routed, "scores": np.clip(scores, 0.0, 1.0), "dense": dense}
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
@@ -195,7 +196,7 @@ class DefaultModel:
         if not texts:
             return []
         r = self._score(texts)
-        linear_preds = self.linear.predict(texts, top_k=top_k, prepared=r["prepared"]) if top_k else []
+        linear_preds = self.linear.predict(texts, top_k=top_k, prepared=r["prepared"], features=r["features"]) if top_k else []
         topics = self.topics.predict(texts) if self.topics is not None else [(None, None)] * len(texts)
         out = []
         version = self.model_version

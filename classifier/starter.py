@@ -338,15 +338,25 @@ class StarterModel:
         if self.pipeline is None:
             raise RuntimeError("the model is not trained or loaded")
 
-    def predict_proba(self, texts: Sequence[str] | None = None, *, prepared: np.ndarray | None = None) -> np.ndarray:
-        """Probability of rumor for each text, shape (n,)."""
+    def predict_proba(self, texts: Sequence[str] | None = None, *, prepared: np.ndarray | None = None,
+                      features: Any = None) -> np.ndarray:
+        """Probability of rumor for each text, shape (n,). ``features``: ``self.features(prepared)`` when a
+        caller computed them already (they are then used for the terms as well: one transform, not two)."""
         self._check_fitted()
+        if features is not None:
+            clf = self.pipeline.named_steps["clf"]
+            return np.clip(clf.predict_proba(features)[:, list(clf.classes_).index(1)].astype(float), 0.0, 1.0)
         X = prepare(list(texts) if texts is not None else []) if prepared is None else prepared
         if len(X) == 0:
             return np.zeros(0, dtype=float)
         proba = self.pipeline.predict_proba(X)
         col = list(self.pipeline.classes_).index(1)
         return np.clip(proba[:, col].astype(float), 0.0, 1.0)
+
+    def features(self, prepared: np.ndarray) -> Any:
+        """The model's feature rows (sparse) of prepared texts."""
+        self._check_fitted()
+        return self.pipeline.named_steps["features"].transform(prepared).tocsr()
 
     def _coefficients(self) -> np.ndarray:
         if self._coef is None:
@@ -394,10 +404,12 @@ class StarterModel:
             out.append(term)
         return out
 
-    def predict(self, texts: Sequence[str], *, top_k: int = 5, prepared: np.ndarray | None = None) -> list[Prediction]:
+    def predict(self, texts: Sequence[str], *, top_k: int = 5, prepared: np.ndarray | None = None,
+                features: Any = None) -> list[Prediction]:
         """Score each text; label is "rumor" when score >= 0.5; top_terms are the features that pushed it there.
 
-        ``prepared`` may pass ``prepare(texts)`` already done (a cascade tokenizes once for all its models).
+        ``prepared`` may pass ``prepare(texts)`` already done (a cascade tokenizes once for all its models),
+        ``features`` the feature rows too (``self.features(prepared)``).
         """
         self._check_fitted()
         texts = list(texts)
@@ -405,9 +417,9 @@ class StarterModel:
             return []
         X = prepare(texts) if prepared is None else prepared
         if not top_k:
-            scores, feats = self.predict_proba(prepared=X), None
+            scores, feats = self.predict_proba(prepared=X, features=features), None
         else:  # the features once, for the scores and for the terms
-            feats = self.pipeline.named_steps["features"].transform(X).tocsr()
+            feats = features if features is not None else self.features(X)
             clf = self.pipeline.named_steps["clf"]
             scores = np.clip(clf.predict_proba(feats)[:, list(clf.classes_).index(1)].astype(float), 0.0, 1.0)
         version = self.model_version

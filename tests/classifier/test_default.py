@@ -185,7 +185,7 @@ def test_routing_sends_only_unsure_or_debunk_like_claims(trained: tuple[Path, di
     model = load_model(out)
     c = model.cascade
     texts = [json.loads(line)["text"] for line in SAMPLE.read_text("utf-8").splitlines()[:80]]
-    _, p1, lex = model._stage1(texts)
+    _, _, p1, lex = model._stage1(texts)
     expected = ((p1 >= c.route_low) & (p1 <= c.route_high)) | (lex[:, 0] >= c.route_lexical)
     before = model.encoder.encoded + model.encoder.hits
     scores = model.predict_proba(texts)
