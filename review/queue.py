@@ -148,7 +148,7 @@ def _days(col: Any, dialect: str) -> Any:
     return func.extract("epoch", col) / 86400.0
 
 
-def _ranked(filters: QueueFilters, order: str, now: dt.datetime, dialect: str) -> Any:
+def _ranked(filters: QueueFilters, now: dt.datetime, dialect: str) -> Any:
     """The filtered claims with their cluster's group key, effective last sighting and rank within
     the cluster (1: the cluster's entry), ranked by the database.
 
@@ -196,7 +196,7 @@ def query_queue(store: Store, filters: QueueFilters | None = None, *, order: str
     page, page_size = max(1, int(page)), max(1, int(page_size))
     now = now or utcnow()
     dialect = store.engine.dialect.name
-    ranked = _ranked(filters, order, now, dialect)
+    ranked = _ranked(filters, now, dialect)
     start, end = _utc_bounds(filters)
     # One entry per cluster: its first-ranked claim, if its (cluster's) last sighting is in the range.
     heads = select(ranked.c.id, ranked.c.grp).where(ranked.c.rn == 1)
