@@ -420,8 +420,7 @@ class StarterModel:
             scores, feats = self.predict_proba(prepared=X, features=features), None
         else:  # the features once, for the scores and for the terms
             feats = features if features is not None else self.features(X)
-            clf = self.pipeline.named_steps["clf"]
-            scores = np.clip(clf.predict_proba(feats)[:, list(clf.classes_).index(1)].astype(float), 0.0, 1.0)
+            scores = self.predict_proba(features=feats)
         version = self.model_version
         out = []
         for i, s in enumerate(scores):

@@ -341,31 +341,19 @@ class IntakeService:
             if not todo:
                 return
             matcher = self.matcher()
-            for claim, vector in zip(todo, self._query_vectors(matcher, [c.text for c in todo])):
-                try:
-                    # No lock of our own: the encoder and the embedded index serialize their own use and
-                    # Elasticsearch's client is thread-safe, so one request's searches need not wait for
-                    # another's (with Elasticsearch, mostly waiting on the network).
-                    found = matcher.match(claim.text, vector=vector)
-                except BackendError as exc:
-                    raise IntakeUnavailable(f"matching is unavailable: {exc}") from None
-                except Exception as exc:  # noqa: BLE001 - e5 weights missing and the like: logged, answered 503
-                    log.exception("intake: matching failed")
-                    raise IntakeUnavailable(f"matching failed: {exc.__class__.__name__}") from None
-                store_matches(s, claim, found)
-
-    @staticmethod
-    def _query_vectors(matcher: Any, texts: list[str]) -> list[Any]:
-        """The claims' e5 query vectors in one batched encode (as ``match`` would compute them one by one)."""
-        from index.backend import BackendError
-
-        try:
-            return list(matcher.query_vectors(texts))
-        except BackendError as exc:
-            raise IntakeUnavailable(f"matching is unavailable: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - e5 weights missing and the like: logged, answered 503
-            log.exception("intake: encoding for matching failed")
-            raise IntakeUnavailable(f"matching failed: {exc.__class__.__name__}") from None
+            try:
+                # The call's claims are encoded in one batch; then no lock of our own: the encoder and the
+                # embedded index serialize their own use and Elasticsearch's client is thread-safe, so one
+                # request's searches need not wait for another's (with Elasticsearch, mostly network waits).
+                vectors = matcher.query_vectors([c.text for c in todo])
+                found = [matcher.match(c.text, vector=v) for c, v in zip(todo, vectors)]
+            except BackendError as exc:
+                raise IntakeUnavailable(f"matching is unavailable: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - e5 weights missing and the like: logged, answered 503
+                log.exception("intake: matching failed")
+                raise IntakeUnavailable(f"matching failed: {exc.__class__.__name__}") from None
+            for claim, matches in zip(todo, found):
+                store_matches(s, claim, matches)
 
     def _results(self, resolved: list[_Resolved]) -> list[IntakeResult]:
         with self.store.session() as s:

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from classifier.labels import TOPICS, VERDICTS
@@ -26,7 +26,7 @@ from review.accounts import Identity
 from review.intake import (IntakeError, IntakeMatch, IntakeRequest, IntakeResponse, IntakeUnavailable, check_limits, intake_for, match_view,
                            with_match_heads)
 from review.web.security import check_csrf, current_identity, require
-from store.models import Claim, ClaimMatch, PartnerSubmission, Review
+from store.models import Claim, PartnerSubmission, Review
 
 
 async def api_csrf(request: Request) -> None:
@@ -142,10 +142,6 @@ def _view(claim: Claim, review: Review | None, me: Identity, external_id: str | 
     )
 
 
-def _with_matches() -> Any:
-    return with_match_heads()
-
-
 @router.get("/claims/{claim_id}", response_model=ClaimView, responses={**ERRORS, 404: {"description": "No such claim (for you)"}},
             summary="One claim: status, verdict, linked debunks")
 def get_claim(request: Request, claim_id: int = Path(..., ge=1, le=2**31 - 1),
@@ -158,7 +154,7 @@ def get_claim(request: Request, claim_id: int = Path(..., ge=1, le=2**31 - 1),
                 .order_by(PartnerSubmission.id).limit(1))
             if external_id is None:
                 raise HTTPException(status_code=404, detail=NOT_FOUND)
-        claim = s.scalar(select(Claim).where(Claim.id == claim_id).options(_with_matches()))
+        claim = s.scalar(select(Claim).where(Claim.id == claim_id).options(with_match_heads()))
         if claim is None:
             raise HTTPException(status_code=404, detail=NOT_FOUND)
         return _view(claim, _latest_reviews(s, [claim.id]).get(claim.id), me, external_id)
@@ -194,7 +190,7 @@ def list_claims(
             total = s.scalar(select(func.count()).select_from(cq.subquery())) or 0
             pairs = [(cid, ext) for cid, ext in s.execute(cq.order_by(Claim.id.desc()).limit(n).offset(offset))]
         ids = [cid for cid, _ in pairs]
-        claims = {c.id: c for c in s.scalars(select(Claim).where(Claim.id.in_(ids)).options(_with_matches()))} if ids else {}
+        claims = {c.id: c for c in s.scalars(select(Claim).where(Claim.id.in_(ids)).options(with_match_heads()))} if ids else {}
         reviews = _latest_reviews(s, ids)
         items = [_view(claims[cid], reviews.get(cid), me, ext) for cid, ext in pairs if cid in claims]
     return ClaimList(items=items, total=int(total), limit=n, offset=offset)
