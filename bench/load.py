@@ -31,7 +31,9 @@ Then locust (as a library, one process) runs three kinds of users, started 10 pe
 
 Prints one JSON object: per backend, per request name and in total: requests, failures (any non-2xx
 or a transport error), p50 / p95 / p99 in ms, requests/s; the cores the server and the load generator
-kept busy; the server's memory; and the machine. Targets: 0 errors, p95 ≤ 200 ms.
+kept busy; the server's memory; the claims the load added and how many of them were forwarded variants
+of an earlier claim (matched with its e5 vector, docs/matching.md); and the machine. Targets: 0 errors,
+p95 ≤ 200 ms.
 """
 
 from __future__ import annotations
@@ -268,6 +270,29 @@ def prepare(data: Path, backend: str, es: str | None, debunk_files: list[str], w
     return proc, url
 
 
+def _claims_after(data: Path, backend: str, es: str | None, after_id: int | None) -> dict[str, Any]:
+    """The highest claim id (``after_id`` None); or how many claims the load added after ``after_id`` and
+    how many of them are forwarded variants of an earlier claim (matched with its vector, no encode)."""
+    from sqlalchemy import func, select
+
+    from index.matching import stand_in_texts
+    from settings import load_settings
+    from store.db import open_store
+    from store.models import Claim
+
+    settings = load_settings(data_dir=data, environ=_env(data, backend, es))
+    store = open_store(settings.store_url)
+    try:
+        with store.session() as s:
+            if after_id is None:
+                return {"max_id": s.scalar(select(func.max(Claim.id))) or 0}
+            new = s.scalars(select(Claim).where(Claim.id > after_id)).all()
+            variants = sum(t is not None for t in stand_in_texts(s, new, settings.claims.cluster_threshold))
+            return {"new_claims": len(new), "variants_of_earlier_claims": variants}
+    finally:
+        store.close()
+
+
 def run_load(url: str, users: int, seconds: float) -> dict[str, Any]:
     import gevent
 
@@ -327,6 +352,7 @@ def main() -> None:
             t0 = time.monotonic()
             proc, url = prepare(data, backend, args.es, files, args.workers)
             setup_s = time.monotonic() - t0
+            before = _claims_after(data, backend, args.es, None)["max_id"]
             cpu0, wall0 = _cpu_seconds(proc.pid), time.monotonic()
             own0 = os.times()
             try:
@@ -342,6 +368,7 @@ def main() -> None:
                 proc.wait(timeout=30)
             stats["setup_seconds"] = round(setup_s, 1)
             stats["intake_items_sent"] = STATE["intake_items"]
+            stats["intake_claims"] = _claims_after(data, backend, args.es, before)
             result["backends"][backend] = stats
             print(f"load: {backend}: {stats['total']}", file=sys.stderr)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -106,6 +106,22 @@ class E5Encoder:
         )
         self._db.commit()
 
+    def cached(self, texts: Sequence[str], *, role: str = "query") -> list[np.ndarray | None]:
+        """The vectors of ``texts`` that the caches (memory, then disk) already hold, None for the others;
+        nothing is encoded."""
+        keys = [self._key(prepare_for_e5(t, self.max_chars), role) for t in texts]
+        out: list[np.ndarray | None] = []
+        with self._lock:
+            disk = self._from_disk([k for k in keys if k not in self._memory])
+            for k in keys:
+                if k in disk:
+                    self._remember(k, disk[k])
+                elif k in self._memory:
+                    self._memory.move_to_end(k)
+                out.append(self._memory.get(k))
+        self.hits += sum(v is not None for v in out)
+        return out
+
     # -- encoding ------------------------------------------------------------
     def encode(
         self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None, role: str = "query"

@@ -41,7 +41,7 @@ from classifier.text import normalize, tokenize
 from index.backend import Backend, PassageHit, SearchFilters
 from index.snippets import make_snippet
 from store.db import Store
-from store.models import Claim, ClaimMatch, Debunk, utcnow
+from store.models import Claim, ClaimCluster, ClaimMatch, Debunk, utcnow
 
 if TYPE_CHECKING:
     from classifier.encoder import E5Encoder
@@ -351,7 +351,7 @@ class Matcher:
             return "suggest"
         return "none"
 
-    def query_vectors(self, texts: Sequence[str]) -> list[np.ndarray | None]:
+    def query_vectors(self, texts: Sequence[str], stand_ins: Sequence[str | None] | None = None) -> list[np.ndarray | None]:
         """The e5 query vectors ``match`` would compute for ``texts``, in one batched encode.
 
         One text at a time, e5 splits each matrix product over the cores and waits for them
@@ -359,11 +359,24 @@ class Matcher:
         several times faster (most of all on a busy machine, where those waits stall). None
         where ``match`` would not encode (dense retrieval off, or nothing left after
         normalization).
+
+        ``stand_ins[i]``, when given, is a near-identical text (the representative of the claim's
+        cluster, see :func:`stand_in_texts`): when the encoder's caches hold its vector and not the
+        text's own, that vector is used and the text is not encoded. A forwarded variant then costs
+        no encode; matched with the representative's vector, variants were matched as well as with
+        their own (eval/variant_vectors.py, docs/matching.md).
         """
         out: list[np.ndarray | None] = [None] * len(texts)
         if not self.use_dense:
             return out
         todo = [i for i, t in enumerate(texts) if normalize(t).strip()]
+        if todo and stand_ins is not None and any(stand_ins[i] for i in todo):
+            own = self.encoder.cached([texts[i] for i in todo], role="query")
+            alt = [i for i, v in zip(todo, own) if v is None and stand_ins[i]]
+            borrowed = dict(zip(alt, self.encoder.cached([str(stand_ins[i]) for i in alt], role="query")))
+            for i, v in zip(todo, own):
+                out[i] = v if v is not None else borrowed.get(i)
+            todo = [i for i in todo if out[i] is None]
         if todo:
             vecs = self.encoder.encode([texts[i] for i in todo], role="query")
             for i, v in zip(todo, vecs):
@@ -445,12 +458,44 @@ def match_stored_claims(
         # The claims' query vectors are encoded a batch at a time (Matcher.query_vectors), not one by one.
         for start in range(0, len(claims), ENCODE_BATCH):
             part = claims[start : start + ENCODE_BATCH]
-            for claim, vector in zip(part, m.query_vectors([c.text for c in part])):
+            for claim, vector in zip(part, m.query_vectors([c.text for c in part], stand_in_texts(s, part))):
                 found = m.match(claim.text, vector=vector)
                 store_matches(s, claim, found)
                 processed += 1
                 matched += any(x.decision != "none" for x in found)
     return processed, matched
+
+
+def stand_in_texts(session: Any, claims: Sequence[Claim], threshold: float | None = None) -> list[str | None]:
+    """For each claim, the text of its cluster's representative when that is another claim and a
+    near-duplicate of this one (MinHash similarity ≥ ``threshold``, default the store's default
+    cluster threshold: clusters grow by chains of near-duplicates, so a member can be far from where
+    its cluster started); else None.
+    Its e5 vector can stand in for the claim's (:meth:`Matcher.query_vectors`)."""
+    from sqlalchemy.orm import aliased
+
+    from store.clusters import DEFAULT_THRESHOLD, from_bytes
+
+    out: list[str | None] = [None] * len(claims)
+    ids = [c.id for c in claims if c.cluster_id is not None and c.minhash]
+    if not ids:
+        return out
+    rep = aliased(Claim)
+    rows = session.execute(
+        select(Claim.id, rep.text, rep.minhash)
+        .join(ClaimCluster, ClaimCluster.id == Claim.cluster_id)
+        .join(rep, rep.id == ClaimCluster.representative_claim_id)
+        .where(Claim.id.in_(ids), rep.id != Claim.id)
+    ).all()
+    found = {cid: (text, blob) for cid, text, blob in rows}
+    for i, c in enumerate(claims):
+        if c.id not in found or not c.minhash:
+            continue
+        text, blob = found[c.id]
+        mine, theirs = from_bytes(c.minhash), from_bytes(blob) if blob else None
+        if mine is not None and theirs is not None and mine.jaccard(theirs) >= (threshold or DEFAULT_THRESHOLD):
+            out[i] = text
+    return out
 
 
 def store_matches(session: Any, claim: Claim, found: list[Match]) -> None:

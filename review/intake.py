@@ -333,7 +333,7 @@ class IntakeService:
         """Match the claims not matched yet and store the matches as ``index.matching.match_stored_claims`` does
         (that function matches every unmatched claim of the store; here only this call's claims)."""
         from index.backend import BackendError
-        from index.matching import store_matches
+        from index.matching import stand_in_texts, store_matches
 
         with self.store.session() as s:
             todo = s.scalars(select(Claim).where(Claim.id.in_(ids), Claim.matched_at.is_(None))
@@ -345,7 +345,8 @@ class IntakeService:
                 # The call's claims are encoded in one batch; then no lock of our own: the encoder and the
                 # embedded index serialize their own use and Elasticsearch's client is thread-safe, so one
                 # request's searches need not wait for another's (with Elasticsearch, mostly network waits).
-                vectors = matcher.query_vectors([c.text for c in todo])
+                # A forwarded variant of a claim seen before borrows that claim's vector (no encode).
+                vectors = matcher.query_vectors([c.text for c in todo], stand_in_texts(s, todo, self.settings.claims.cluster_threshold))
                 found = [matcher.match(c.text, vector=v) for c, v in zip(todo, vectors)]
             except BackendError as exc:
                 raise IntakeUnavailable(f"matching is unavailable: {exc}") from None

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
@@ -224,3 +225,49 @@ def test_cli_match_keeps_a_text_holding_a_line_separator(clean_env: Path, tmp_pa
     assert r.exit_code == 0, r.output
     out = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     assert [o["id"] for o in out] == ["u"] and out[0]["matches"][0]["url"] == TOFU_URL
+
+
+def test_a_variant_borrows_the_cached_vector_of_its_cluster_representative(store, indexed: EmbeddedBackend) -> None:
+    """A forwarded variant (same cluster, near-duplicate of the representative) is matched with the
+    representative's e5 vector when the encoder has it cached, and is not encoded itself; its own
+    cached vector wins over the representative's; a claim far from its representative encodes."""
+    from classifier.encoder import E5Encoder
+    from index.matching import stand_in_texts
+
+    original = "紧急扩散！隔夜菜千万不能吃，吃了会致癌，赶紧转给家里人看看"
+    variant = "//@老王:是真的吗 " + original + "转发周知"
+    other = "市气象台今天发布高温黄色预警，提醒市民注意防暑降温"
+    with store.session() as s:
+        a, _ = add_claim(s, ClaimIn(source="weibo", text=original))
+        b, new = add_claim(s, ClaimIn(source="douyin", text=variant))
+        c, _ = add_claim(s, ClaimIn(source="weibo", text=other))
+        assert new and b.id != a.id and b.cluster_id == a.cluster_id and c.cluster_id != a.cluster_id
+        # A member whose text is far from the representative (clusters grow by chains) borrows nothing.
+        far, _ = add_claim(s, ClaimIn(source="weibo", text="量子水杯能治百病，每天喝可以包治高血压糖尿病"))
+        far.cluster_id = a.cluster_id
+        s.flush()
+        assert stand_in_texts(s, [a, b, c, far]) == [None, original, None, None]
+        assert stand_in_texts(s, [b], threshold=0.99) == [None]
+        claims = [b, c, far]
+        stand_ins = stand_in_texts(s, claims)
+    matcher = Matcher(indexed, encoder=E5Encoder(max_chars=128), top_k=3)
+    enc = matcher.encoder
+    (va,) = matcher.query_vectors([original])
+    assert enc.encoded == 1
+    vb, vc, vfar = matcher.query_vectors([x.text for x in claims], stand_ins)
+    assert enc.encoded == 3  # the unrelated claim and the far member, not the variant
+    assert vb is not None and np.array_equal(vb, va)
+    assert vc is not None and vfar is not None and not np.allclose(vc, va) and not np.allclose(vfar, va)
+    # Matching the variant with the borrowed vector is matching it with that vector explicitly.
+    assert [(m.url, m.score) for m in matcher.match(variant, vector=vb)] == [(m.url, m.score) for m in matcher.match(variant, vector=va)]
+    # Once the variant's own vector is cached, it is used rather than the representative's.
+    own = E5Encoder(max_chars=128).encode([variant])[0]
+    enc.encode([variant])
+    (again,) = matcher.query_vectors([variant], [original])
+    assert again is not None and np.allclose(again, own, atol=1e-6) and not np.array_equal(again, va)
+    # Without stand-ins (or with dense retrieval off) nothing is borrowed.
+    matcher2 = Matcher(indexed, encoder=E5Encoder(max_chars=128), top_k=3)
+    matcher2.query_vectors([original])
+    (plain,) = matcher2.query_vectors([variant])
+    assert matcher2.encoder.encoded == 2 and not np.array_equal(plain, va)
+    assert Matcher(indexed, use_dense=False).query_vectors([variant], [original]) == [None]

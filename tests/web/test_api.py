@@ -101,6 +101,31 @@ def test_intake_classifies_queues_indexes_and_matches_in_one_call(client: TestCl
     assert backlog(store) == 0
 
 
+def test_intake_matches_a_forwarded_variant_with_the_vector_of_the_post_it_copies(client: TestClient, app: Any, store: Store,
+                                                                               api: dict[str, Any], accounts: dict[str, Any]) -> None:
+    """A new post that joins the cluster of an earlier one (a forward with 转发/@ edits) is stored,
+    classified and matched as its own claim, with the earlier post's e5 vector: no encode."""
+    from classifier.encoder import E5Encoder
+    from index.matching import Matcher
+
+    matcher = Matcher(app.state.heavy.backend(), encoder=E5Encoder(max_chars=128), top_k=3)
+    app.state.intake._matcher = matcher
+    post = "网传：微波炉热过的牛奶营养全没了，还会产生致癌物质，家里有孩子的千万注意"
+    first = submit(client, accounts["acme_token"], {"external_id": "orig", "text": post}).json()["items"][0]
+    assert matcher.encoder.encoded == 1
+    r = submit(client, accounts["other_token"], {"external_id": "fwd", "text": "//@老王:真的假的 " + post + " 转发周知"})
+    assert r.status_code == 200, r.text
+    fwd = r.json()["items"][0]
+    assert fwd["new"] and fwd["claim_id"] != first["claim_id"] and fwd["label"]
+    assert matcher.encoder.encoded == 1
+    with store.session() as s:
+        a, b = s.get(Claim, first["claim_id"]), s.get(Claim, fwd["claim_id"])
+        assert a is not None and b is not None and a.cluster_id == b.cluster_id and b.matched_at is not None
+    # A post unlike any earlier one is encoded.
+    assert submit(client, accounts["acme_token"], {"external_id": "news", "text": NEWS}).status_code == 200
+    assert matcher.encoder.encoded == 2
+
+
 def test_intake_is_idempotent_per_partner_and_counts_sightings(client: TestClient, store: Store, api: dict[str, Any],
                                                                accounts: dict[str, Any]) -> None:
     first = submit(client, accounts["acme_token"], {"external_id": "dup-1", "text": RUMOR}).json()["items"][0]
