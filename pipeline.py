@@ -214,7 +214,8 @@ def run_once(ctx: Context, spiders: list[str] | None = None, overrides: dict[str
     classified, flagged = classify_stored_claims(ctx)
     indexed = index_pending(ctx)
     embedded = embed_passages(ctx)
-    processed, matched = match_stored_claims(ctx.store, ctx.backend, matcher=make_matcher(ctx))
+    processed, matched = match_stored_claims(ctx.store, ctx.backend, matcher=make_matcher(ctx),
+                                             cluster_threshold=ctx.settings.claims.cluster_threshold)
     queued = enqueue_flagged(ctx.store)
     return {
         "crawl": crawl_stats,

@@ -434,7 +434,8 @@ def run_stream(ctx: Any, stream: Stream, *, chunk: int, commit_every: int,
             stages["index"].items += indexed
             embedded = timed("embed", lambda: embed_passages(ctx, show_progress=False))
             stages["embed"].items += embedded
-            processed, matched = timed("match", lambda: match_stored_claims(ctx.store, ctx.backend, matcher=make_matcher(ctx)))
+            processed, matched = timed("match", lambda: match_stored_claims(ctx.store, ctx.backend, matcher=make_matcher(ctx),
+                                                                        cluster_threshold=ctx.settings.claims.cluster_threshold))
             stages["match"].items += processed
             queued = timed("queue", lambda: enqueue_flagged(ctx.store))
             stages["queue"].items += queued

@@ -106,19 +106,26 @@ class E5Encoder:
         )
         self._db.commit()
 
+    def _lookup(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        """The vectors of ``keys`` held in memory or on disk (those read from disk are remembered); the
+        caller holds the lock."""
+        found: dict[str, np.ndarray] = {}
+        for k in keys:
+            if k in self._memory:
+                self._memory.move_to_end(k)
+                found[k] = self._memory[k]
+        disk = self._from_disk(list(dict.fromkeys(k for k in keys if k not in found)))
+        for k, v in disk.items():
+            self._remember(k, v)
+        return found | disk
+
     def cached(self, texts: Sequence[str], *, role: str = "query") -> list[np.ndarray | None]:
         """The vectors of ``texts`` that the caches (memory, then disk) already hold, None for the others;
         nothing is encoded."""
         keys = [self._key(prepare_for_e5(t, self.max_chars), role) for t in texts]
-        out: list[np.ndarray | None] = []
         with self._lock:
-            disk = self._from_disk([k for k in keys if k not in self._memory])
-            for k in keys:
-                if k in disk:
-                    self._remember(k, disk[k])
-                elif k in self._memory:
-                    self._memory.move_to_end(k)
-                out.append(self._memory.get(k))
+            found = self._lookup(keys)
+        out = [found.get(k) for k in keys]
         self.hits += sum(v is not None for v in out)
         return out
 
@@ -139,16 +146,8 @@ class E5Encoder:
         prepared = [prepare_for_e5(t, self.max_chars) for t in texts]
         keys = [self._key(p, role) for p in prepared]
         with self._lock:
-            missing: dict[str, str] = {}
-            for k, p in zip(keys, prepared):
-                if k in self._memory:
-                    self._memory.move_to_end(k)
-                elif k not in missing:
-                    missing[k] = p
-            disk = self._from_disk(list(missing))
-            for k, v in disk.items():
-                self._remember(k, v)
-                missing.pop(k, None)
+            found = self._lookup(keys)
+            missing = {k: p for k, p in zip(keys, prepared) if k not in found}
             hits = len(texts) - len(missing)
             todo = list(missing.items())
             if progress is not None and hits:
@@ -175,7 +174,7 @@ class E5Encoder:
             self.hits += hits
             for i, k in enumerate(keys):
                 got = fresh.get(k)
-                out[i] = got if got is not None else self._memory[k]
+                out[i] = got if got is not None else found[k]
         return out
 
     def close(self) -> None:

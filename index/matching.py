@@ -441,11 +441,13 @@ def match_stored_claims(
     min_score: float = 0.0,
     only_flagged: bool = True,
     matcher: Matcher | None = None,
+    cluster_threshold: float | None = None,
 ) -> tuple[int, int]:
     """Match claims not matched yet; returns (claims processed, claims with an auto or suggested match).
 
     Every match is stored with its decision and evidence; "none" matches are kept too (an
-    editor may still look at them), but only auto/suggest count as answered.
+    editor may still look at them), but only auto/suggest count as answered. ``cluster_threshold``:
+    the store's (``claims.cluster_threshold``), for :func:`stand_in_texts`.
     """
     m = matcher or Matcher(backend, top_k=top_k, min_score=min_score)
     processed = matched = 0
@@ -458,7 +460,7 @@ def match_stored_claims(
         # The claims' query vectors are encoded a batch at a time (Matcher.query_vectors), not one by one.
         for start in range(0, len(claims), ENCODE_BATCH):
             part = claims[start : start + ENCODE_BATCH]
-            for claim, vector in zip(part, m.query_vectors([c.text for c in part], stand_in_texts(s, part))):
+            for claim, vector in zip(part, m.query_vectors([c.text for c in part], stand_in_texts(s, part, cluster_threshold))):
                 found = m.match(claim.text, vector=vector)
                 store_matches(s, claim, found)
                 processed += 1
