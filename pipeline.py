@@ -130,7 +130,7 @@ def embed_passages(ctx: Context, *, limit: int | None = None, show_progress: boo
     todo = total - done if limit is None else min(limit, total - done)
     if todo <= 0:
         return 0
-    encoder = E5Encoder(cache_path=ctx.settings.embedding_cache_path)
+    encoder = E5Encoder(cache_path=ctx.settings.embedding_cache_path, engine=ctx.settings.classifier.embedding_engine)
     with progress_bar(transient=True) as prog:
         task = prog.add_task("embedding passages", total=todo) if show_progress else None
 
@@ -164,7 +164,8 @@ def load_classifier(ctx: Context, model_path: str | None = None) -> Any:
     if not path.exists():
         raise UserError(f"classifier.model: no model at {path} (train one with `piyao train`)")
     try:
-        return load_model(path, embedding_cache=ctx.settings.embedding_cache_path)
+        return load_model(path, embedding_cache=ctx.settings.embedding_cache_path,
+                          embedding_engine=ctx.settings.classifier.embedding_engine)
     except Exception as exc:  # noqa: BLE001 - a broken model directory is the user's to fix
         raise UserError(f"cannot load the model at {path}: {exc}") from None
 
@@ -450,6 +451,7 @@ def train(ctx: Context, kind: str, data_dir: str | None, debunk_files: tuple[str
             if not files:
                 raise UserError("no debunk files: pass --debunks FILE... (CSV or JSONL exports)")
             report = train_default(data, files, target, cache_path=ctx.settings.embedding_cache_path,
+                                   engine=ctx.settings.classifier.embedding_engine,
                                    topics_dir=PROJECT_ROOT / "models" / "topics", review_records=reviews,
                                    eval_files=list(eval_files), seed=seed, log=console.print)
         else:

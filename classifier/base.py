@@ -124,7 +124,8 @@ def model_kind(directory: str | Path) -> str:
     return str(kind)
 
 
-def load_model(directory: str | Path, *, embedding_cache: str | Path | None = None) -> Any:
+def load_model(directory: str | Path, *, embedding_cache: str | Path | None = None,
+               embedding_engine: str | None = None) -> Any:
     """Load any piyao model directory, dispatching on meta.json's ``kind``.
 
     ``embedding_cache``: an on-disk cache of e5 embeddings for a cascade (kind ``default``).
@@ -136,7 +137,7 @@ def load_model(directory: str | Path, *, embedding_cache: str | Path | None = No
     if kind == "default":
         from classifier.default import DefaultModel
 
-        return DefaultModel.load(d, embedding_cache=embedding_cache)
+        return DefaultModel.load(d, embedding_cache=embedding_cache, engine=embedding_engine)
     if kind == "transformer":
         from classifier.transformer import TransformerModel
 

@@ -247,7 +247,7 @@ class DefaultModel:
             "cascade": self.cascade.to_dict(),
             "stage2_features": ["logit_p1"] + [f"e5_{i}" for i in range(DIM)] + list(RETRIEVAL_FEATURES)
             + (list(NEIGHBOUR_FEATURES) if self.neighbours is not None else []),
-            "encoder": ENCODER_NAME,
+            "encoder": self.meta.get("encoder") or ENCODER_NAME,
             "format": "safetensors + json; linear/ and topics/ are skops with trusted-type lists",
         })
         (d / META_FILE).write_text(json.dumps(self.meta, ensure_ascii=False, indent=2) + "\n", "utf-8")
@@ -255,8 +255,9 @@ class DefaultModel:
 
     @classmethod
     def load(cls, directory: str | Path, *, encoder: E5Encoder | None = None,
-             embedding_cache: str | Path | None = None) -> "DefaultModel":
-        """Load a cascade; ``embedding_cache`` gives its encoder an on-disk cache (ignored when ``encoder`` is given)."""
+             embedding_cache: str | Path | None = None, engine: str | None = None) -> "DefaultModel":
+        """Load a cascade; ``embedding_cache`` gives its encoder an on-disk cache and ``engine`` picks what runs
+        e5 (both ignored when ``encoder`` is given)."""
         d = Path(directory)
         meta = json.loads((d / META_FILE).read_text("utf-8"))
         if meta.get("kind") != cls.kind:
@@ -278,8 +279,9 @@ class DefaultModel:
             topics = TopicModel.load(d / "topics")
             topics.source_dir = d / "topics"
         cascade = CascadeConfig.from_dict(meta.get("cascade", {}))
-        if encoder is None and embedding_cache is not None:
-            encoder = E5Encoder(max_chars=cascade.max_chars, batch_size=cascade.batch_size, cache_path=embedding_cache)
+        if encoder is None and (embedding_cache is not None or engine is not None):
+            encoder = E5Encoder(max_chars=cascade.max_chars, batch_size=cascade.batch_size, cache_path=embedding_cache,
+                                engine=engine)
         return cls(linear, Stage2.load(d / STAGE2_FILE), Knowledge.load(d), cascade=cascade, style=style, stage1=stage1,
                    neighbours=neighbours, topics=topics, meta=meta, encoder=encoder)
 

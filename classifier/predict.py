@@ -19,13 +19,15 @@ from classifier import base
 __all__ = ["load_model", "classify_records", "flag_threshold"]
 
 
-def load_model(path: str | Path | None = None, *, embedding_cache: str | Path | None = None) -> Any:
+def load_model(path: str | Path | None = None, *, embedding_cache: str | Path | None = None,
+               embedding_engine: str | None = None) -> Any:
     """Load a model directory of any kind (default: ``classifier.model`` from the settings).
 
     Raises ``FileNotFoundError`` for a missing directory or file and
     ``classifier.starter.UntrustedModelError`` (a ValueError) for a model holding
     untrusted types or a file that does not match its meta.json. ``embedding_cache``
-    gives a default (cascade) model an on-disk cache of e5 embeddings.
+    gives a default (cascade) model an on-disk cache of e5 embeddings, ``embedding_engine`` the engine
+    that runs e5 (classifier.encoder.ENGINES; default ``onnx``).
     """
     if path is None:
         from settings import load_settings
@@ -34,7 +36,7 @@ def load_model(path: str | Path | None = None, *, embedding_cache: str | Path | 
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"model directory not found: {path}")
-    return base.load_model(path, embedding_cache=embedding_cache)
+    return base.load_model(path, embedding_cache=embedding_cache, embedding_engine=embedding_engine)
 
 
 def flag_threshold(label: str, topic: str | None, default: float, thresholds: dict[str, float] | None = None,

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from classifier.default import CascadeConfig, DefaultModel, Stage2, route_mask, stage1_features, stage2_features
-from classifier.encoder import ENCODER_NAME, E5Encoder
+from classifier.encoder import ENGINES, E5Encoder
 from classifier.evaluate import DEFAULT_THRESHOLD, metrics, remove_near_duplicates
 from classifier.knowledge import Knowledge, Neighbours, credible_statements, retrieval_features, rumor_statement
 from classifier.starter import StarterConfig, StarterModel
@@ -207,6 +207,7 @@ def fit_default(
     out_dir: str | Path,
     *,
     cache_path: str | Path | None = None,
+    engine: str | None = None,
     topics_dir: str | Path | None = None,
     review_records: Sequence[dict[str, Any]] = (),
     eval_files: Sequence[str | Path] = (),
@@ -222,7 +223,7 @@ def fit_default(
     t0 = time.time()
     random.seed(seed)
     np.random.seed(seed)
-    encoder = E5Encoder(cache_path=cache_path, max_chars=max_chars)
+    encoder = E5Encoder(cache_path=cache_path, max_chars=max_chars, engine=engine)
 
     log("building the knowledge of known debunks")
     bar, cb = _progress_cb(progress, len(rows), "encoding debunk titles")
@@ -332,7 +333,7 @@ def fit_default(
     meta = {
         "version": "default-" + created.strftime("%Y%m%d%H%M%S"),
         "created": created.isoformat(timespec="seconds"),
-        "encoder": ENCODER_NAME,
+        "encoder": encoder.name,
         "stage2_C": C,
         "training": {
             "records": len(all_recs),
@@ -428,9 +429,10 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument("--topics", default="models/topics")
     parser.add_argument("--eval", nargs="*", default=["eval/health_machine_written.jsonl"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--engine", choices=ENGINES, default=None, help="what runs e5 (default: onnx)")
     args = parser.parse_args(list(argv) if argv is not None else None)
     debunks = args.debunks or sorted(str(p) for p in Path("../shared/data/debunks").glob("*.csv"))
-    report = train_default(args.data_dir, debunks, args.out, cache_path=args.cache, topics_dir=args.topics,
+    report = train_default(args.data_dir, debunks, args.out, cache_path=args.cache, engine=args.engine, topics_dir=args.topics,
                            eval_files=[e for e in args.eval if Path(e).is_file()], seed=args.seed)
     print(json.dumps(report, ensure_ascii=False, indent=2, default=str))
 

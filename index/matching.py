@@ -240,6 +240,7 @@ class Matcher:
         query_max_chars: int = 128,
         encoder_threads: int = 0,
         cache_path: str | Path | None = None,
+        encoder_engine: str | None = None,
     ) -> None:
         from settings import MatchingSettings
 
@@ -258,6 +259,7 @@ class Matcher:
         self._encoder_lock = threading.Lock()  # one encoder (one model load) when threads ask at once
         self._cache_path = cache_path
         self.query_max_chars, self.encoder_threads = query_max_chars, encoder_threads
+        self.encoder_engine = encoder_engine
 
     @classmethod
     def from_settings(cls, settings: Settings, backend: Backend, *, top_k: int | None = None) -> "Matcher":
@@ -281,6 +283,7 @@ class Matcher:
             query_max_chars=m.query_max_chars,
             encoder_threads=m.encoder_threads,
             cache_path=settings.embedding_cache_path,
+            encoder_engine=settings.classifier.embedding_engine,
         )
 
     @property
@@ -290,7 +293,8 @@ class Matcher:
                 from classifier.encoder import E5Encoder
 
                 self._encoder = E5Encoder(
-                    cache_path=self._cache_path, max_chars=self.query_max_chars, num_threads=self.encoder_threads or None
+                    cache_path=self._cache_path, max_chars=self.query_max_chars, num_threads=self.encoder_threads or None,
+                    engine=self.encoder_engine,
                 )
             return self._encoder
 

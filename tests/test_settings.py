@@ -91,6 +91,7 @@ def test_environment_is_read_by_default(monkeypatch: pytest.MonkeyPatch) -> None
         ({"PIYAO_CLASSIFIER__THRESHOLD": "high"}, "classifier.threshold"),
         ({"PIYAO_MATCHING__TOP_K": "0"}, "matching.top_k"),
         ({"PIYAO_INDEX__BACKEND": "solr"}, "index.backend"),
+        ({"PIYAO_CLASSIFIER__EMBEDDING_ENGINE": "gpu"}, "classifier.embedding_engine"),
         ({"PIYAO_IMPORT__MIN_TEXT_CHARS": "-1"}, "import.min_text_chars"),
         ({"PIYAO_CRAWL__SPIDERS__PIYAO_ORG_CN__MAX_ITEMS": "-3"}, "crawl.spiders.piyao_org_cn.max_items"),
     ],
