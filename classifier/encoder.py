@@ -12,7 +12,8 @@
   debunk passages with ``passage:`` (``encode(..., role="passage")``).
 * Repeated texts cost nothing: an in-process LRU dictionary, and optionally an
   on-disk SQLite cache (``cache_path``) shared by training, evaluation and
-  benchmarks. Vectors are stored as float16 (384 × 2 bytes); rows are keyed by
+  benchmarks. Vectors are stored as float16 (384 × 2 bytes), and fresh vectors are rounded the same
+  way, so a text's vector does not depend on the caches; rows are keyed by
   the SHA-1 of the encoder name, role and prepared text.
 """
 
@@ -193,7 +194,11 @@ class E5Encoder:
                 else:
                     run = model.query if role == "query" else model.passage
                     vecs = np.asarray(run(texts_in), dtype=np.float32)
-                vecs = vecs.reshape(len(batch), DIM)
+                # Rounded to float16 as the disk cache stores them, so that a text gets the same vector
+                # fresh, from memory or from disk (a claim's matches must not depend on whether it was
+                # seen before: with float32 fresh vectors, 2 of 65 Weibo test posts changed their first
+                # debunk between a cold and a warm run of eval-match).
+                vecs = vecs.reshape(len(batch), DIM).astype(np.float16).astype(np.float32)
                 new = []
                 for (k, _), v in zip(batch, vecs):
                     fresh[k] = v

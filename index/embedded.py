@@ -65,6 +65,19 @@ CREATE VIRTUAL TABLE IF NOT EXISTS passages_vocab USING fts5vocab(passages_fts, 
 PASSAGE_MAX_TERMS = 10
 PASSAGE_COMMON_RATIO = 0.05
 PASSAGE_MIN_TERMS = 4
+# FTS5 scores every passage that holds a query term, so a search costs about 2 us per posting of its
+# terms, and postings grow with the corpus. Terms are taken rarest first while their postings add up
+# to at most this many (the rarest PASSAGE_KEEP_TERMS always): on the shared corpus (43k passages)
+# the 95th-percentile claim has about 4,400, so the budget changes nothing there; at 600k it keeps
+# a search near 20 ms instead of 60 (docs/matching.md, "Latency").
+PASSAGE_MAX_POSTINGS = 20_000
+PASSAGE_KEEP_TERMS = 2
+# Passage counts per term are remembered between searches (fts5vocab counts a term's passages by
+# walking its posting list: about 5 ms per claim at 600k passages) until the corpus has grown or
+# shrunk by this share, or this many terms are remembered. They only choose the terms; a term found
+# in no passage is looked up again each time.
+DF_REFRESH_RATIO = 0.01
+DF_CACHE_TERMS = 200_000
 NAMES = {"docs": "docs", "fts": "docs_fts", "passages": "passages", "passages_fts": "passages_fts"}
 BUILD_NAMES = {k: v + "_build" for k, v in NAMES.items()}
 # Title terms count three times as much as body terms.
@@ -153,6 +166,8 @@ class EmbeddedBackend:
             raise BackendError(f"cannot open the embedded index {self.path}: {exc}") from exc
         self._lock = threading.RLock()
         self._vectors: VectorIndex | None = None
+        self._df: dict[str, int] = {}
+        self._df_total = 0
 
     # writes --------------------------------------------------------------
     def upsert(self, docs: Iterable[IndexDoc]) -> int:
@@ -331,19 +346,33 @@ class EmbeddedBackend:
         return where, params
 
     def _query_terms(self, tokens: list[str]) -> list[str]:
-        """The claim's distinctive terms: rarest first, common ones dropped (see PASSAGE_MAX_TERMS).
+        """The claim's distinctive terms: rarest first, common ones dropped, postings bounded (see PASSAGE_MAX_TERMS).
 
         FTS5 scores every passage holding any query term, so a long post's common words
         ("网友", "视频") would make it score most of the corpus; the rare terms carry the match.
         """
         terms = list(dict.fromkeys(tokens))[:64]
-        marks = ",".join("?" * len(terms))
         with self._lock:
-            df = dict(self._db.execute(f"SELECT term, doc FROM passages_vocab WHERE term IN ({marks})", terms).fetchall())
             total = self._db.execute("SELECT max(rowid) FROM passages").fetchone()[0] or 0
-        known = sorted((t for t in terms if df.get(t)), key=lambda t: (df[t], terms.index(t)))
+            if abs(total - self._df_total) > DF_REFRESH_RATIO * self._df_total or len(self._df) > DF_CACHE_TERMS:
+                self._df.clear()
+                self._df_total = total
+            missing = [t for t in terms if t not in self._df]
+            if missing:
+                marks = ",".join("?" * len(missing))
+                got = dict(self._db.execute(f"SELECT term, doc FROM passages_vocab WHERE term IN ({marks})", missing).fetchall())
+                self._df.update(got)  # absent terms are not remembered: a new debunk's new words count at once
+            df = {t: self._df.get(t, 0) for t in terms}
+        known = sorted((t for t in terms if df[t]), key=lambda t: (df[t], terms.index(t)))
         rare = [t for t in known if df[t] <= PASSAGE_COMMON_RATIO * total]
-        return (rare or known[:PASSAGE_MIN_TERMS])[:PASSAGE_MAX_TERMS]
+        picked: list[str] = []
+        postings = 0
+        for t in (rare or known[:PASSAGE_MIN_TERMS])[:PASSAGE_MAX_TERMS]:
+            if len(picked) >= PASSAGE_KEEP_TERMS and postings + df[t] > PASSAGE_MAX_POSTINGS:
+                break
+            picked.append(t)
+            postings += df[t]
+        return picked
 
     def search_passages(self, tokens: list[str], *, limit: int = 50, filters: SearchFilters | None = None) -> list[PassageHit]:
         terms = self._query_terms(tokens) if tokens else []

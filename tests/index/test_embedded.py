@@ -11,6 +11,7 @@ import pytest
 
 from index.backend import Backend, IndexDoc, SearchFilters
 from index.embedded import EmbeddedBackend
+from index.passages import Passage
 
 JSONL = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "debunks" / "articles.jsonl"
 
@@ -180,3 +181,52 @@ def test_fts_syntax_characters_do_not_raise(backend: EmbeddedBackend, query: str
     assert isinstance(hits, list)
     if "腐乳" in query:
         assert any(h.key == "debunk:101" for h in hits)
+
+
+# -- passage term choice: postings budget and remembered counts ----------------------------------
+def _passage_doc(i: int, text: str) -> IndexDoc:
+    return IndexDoc(f"debunk:{1000 + i}", "debunk", f"doc {i}", text, "test", f"https://example.org/{i}",
+                    passages=[Passage("body", text, 0)])  # fmt: skip
+
+
+def test_passage_search_keeps_its_terms_postings_within_the_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Terms are taken rarest first while their passages add up to PASSAGE_MAX_POSTINGS; the rarest two always."""
+    import index.embedded as embedded
+
+    b = EmbeddedBackend(tmp_path / "index.sqlite")
+    # alpha in 1 passage, beta in 5, gamma in 20, delta in 40 (of 100)
+    docs = []
+    for i in range(100):
+        words = ["filler"] + [w for w, n in (("alpha", 1), ("beta", 5), ("gamma", 20), ("delta", 40)) if i < n]
+        docs.append(_passage_doc(i, " ".join(words)))
+    b.upsert(docs)
+    monkeypatch.setattr(embedded, "PASSAGE_COMMON_RATIO", 1.0)
+    query = ["delta", "gamma", "beta", "alpha", "unseen"]
+    assert b._query_terms(query) == ["alpha", "beta", "gamma", "delta"]  # no budget reached: rarest first
+    monkeypatch.setattr(embedded, "PASSAGE_MAX_POSTINGS", 30)
+    assert b._query_terms(query) == ["alpha", "beta", "gamma"]  # 1 + 5 + 20 <= 30 < 66
+    monkeypatch.setattr(embedded, "PASSAGE_MAX_POSTINGS", 1)
+    assert b._query_terms(query) == ["alpha", "beta"]  # the rarest two whatever their postings
+    hits = b.search_passages(query, limit=50)
+    assert {h.doc_key for h in hits} == {f"debunk:{1000 + i}" for i in range(5)}  # passages of alpha or beta only
+    b.close()
+
+
+def test_remembered_term_counts_follow_the_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counts are remembered between searches, refreshed when the corpus moves by DF_REFRESH_RATIO, and a
+    term found nowhere is looked up again: a new debunk's new word is searchable at once."""
+    import index.embedded as embedded
+
+    b = EmbeddedBackend(tmp_path / "index.sqlite")
+    b.upsert([_passage_doc(i, "filler common" + (" rare" if i == 0 else "")) for i in range(200)])
+    monkeypatch.setattr(embedded, "PASSAGE_COMMON_RATIO", 0.05)
+    assert b._query_terms(["common", "rare"]) == ["rare"]  # common: in every passage
+    assert b._df == {"common": 200, "rare": 1}
+    assert b.search_passages(["newword"], limit=5) == []
+    b.upsert([_passage_doc(500, "filler newword")])
+    assert [h.doc_key for h in b.search_passages(["newword"], limit=5)] == ["debunk:1500"]
+    assert b._df["rare"] == 1  # 201 passages: within 1 % of 200, counts kept
+    b.upsert([_passage_doc(600 + i, "filler rare") for i in range(20)])  # 221 passages: counts read again
+    assert b._query_terms(["common", "rare", "newword"]) == ["newword"]  # rare is now in 21 > 5 % of them
+    assert b._df["rare"] == 21 and b._df["common"] == 200
+    b.close()
