@@ -139,8 +139,14 @@ class BackendError(Exception):
 class Backend(Protocol):
     name: str
 
-    def upsert(self, docs: Iterable[IndexDoc]) -> int:
-        """Add or replace documents; returns how many were written."""
+    def upsert(self, docs: Iterable[IndexDoc], *, refresh: bool = True) -> int:
+        """Add or replace documents; returns how many were written.
+
+        They are searchable when this returns, except that with ``refresh=False`` Elasticsearch may show
+        new claims only at its next periodic refresh (``index.refresh_interval``, 1 s by default), which
+        spares it a refresh per call (partner intake). Writes with passages always refresh; the embedded
+        index is always read-after-write.
+        """
 
     def delete(self, keys: Iterable[str]) -> int:
         """Remove documents by key; returns how many existed."""

@@ -283,11 +283,13 @@ class ElasticBackend:
             raise BackendError(f"{len(errors)} document(s) refused by Elasticsearch, e.g. {'; '.join(first)}")
         return ok
 
-    def upsert(self, docs: Iterable[IndexDoc]) -> int:
+    def upsert(self, docs: Iterable[IndexDoc], *, refresh: bool = True) -> int:
         """Write ``docs``; each one's passages replace its old ones (vectors of unchanged passages kept).
 
         The new passages overwrite the old ones of the same key and only then are the old ones left
-        over deleted, so a debunk never lacks its passages in between.
+        over deleted, so a debunk never lacks its passages in between. Claims alone with
+        ``refresh=False`` are left to the index's periodic refresh (see ``Backend.upsert``): a refresh
+        per intake call writes a new segment each time and was most of the node's work under load.
         """
         docs = list(docs)
         # Claims have no passages (a partner's intake writes one claim at a time): no passages to look
@@ -303,7 +305,8 @@ class ElasticBackend:
 
         self._bulk(actions())
         if claims_only:
-            self._call(self.es.indices.refresh, index=self.alias)
+            if refresh:
+                self._call(self.es.indices.refresh, index=self.alias)
         else:
             self._delete_passages(old - {f"{d.key}#{p.position}" for d in docs for p in d.passages})
             self.refresh()
@@ -550,6 +553,7 @@ class ElasticBackend:
                 "bool": {"should": [{"term": {"kind": kind}}, {"exists": {"field": "doc_key"}}], "minimum_should_match": 1}}
         docs: dict[str, str] = {}  # key → fields_digest (not the texts: the corpus need not fit in memory)
         parts: dict[str, list[tuple[int, str]]] = {}
+        self.refresh()  # claims written without a refresh (partner intake) count as indexed
         try:
             for h in helpers.scan(self.es, index=index, query={"query": query}, size=500,
                                   _source=["kind", "title", "text", "source", "url", "date", "doc_key", "position"]):

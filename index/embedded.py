@@ -170,7 +170,8 @@ class EmbeddedBackend:
         self._df_total = 0
 
     # writes --------------------------------------------------------------
-    def upsert(self, docs: Iterable[IndexDoc]) -> int:
+    def upsert(self, docs: Iterable[IndexDoc], *, refresh: bool = True) -> int:
+        """Add or replace documents (read-after-write whatever ``refresh`` says)."""
         docs = list(docs)
         with self._lock, self._db:
             # The write lock first: read-then-write under a plain BEGIN lets two processes (the workers of

@@ -96,8 +96,12 @@ def drain(
     *,
     batch_size: int = 500,
     progress: Callable[[int], None] | None = None,
+    refresh: bool = True,
 ) -> int:
-    """Index everything pending; returns the number of outbox rows processed."""
+    """Index everything pending; returns the number of outbox rows processed.
+
+    ``refresh=False`` is passed on to ``Backend.upsert`` (partner intake: new claims may reach
+    Elasticsearch's search at its next periodic refresh, within a second)."""
     done = 0
     while True:
         with store.session() as s:
@@ -125,7 +129,7 @@ def drain(
             ids = [r.id for r in rows]
             try:
                 if upserts:
-                    backend.upsert(upserts)
+                    backend.upsert(upserts) if refresh else backend.upsert(upserts, refresh=False)
                 if deletes:
                     backend.delete(deletes)
             except Exception as exc:

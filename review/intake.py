@@ -325,7 +325,9 @@ class IntakeService:
         from index.outbox import OutboxError, drain
 
         try:
-            drain(self.store, self._backend(), batch_size=self.settings.index.batch_size)
+            # No refresh per call: Elasticsearch shows the new claims in searches at its next periodic
+            # refresh (within a second); matching reads only the debunks' passages.
+            drain(self.store, self._backend(), batch_size=self.settings.index.batch_size, refresh=False)
         except (OutboxError, BackendError) as exc:
             log.warning("intake: indexing deferred: %s", exc)
 

@@ -116,6 +116,30 @@ def test_search_after_pages_through_everything(es_url: str) -> None:
         _drop(b)
 
 
+def test_claims_written_without_refresh_become_searchable_at_the_periodic_refresh(es_url: str) -> None:
+    """Partner intake writes claims with refresh=False: no refresh call, the node's own refresh shows them."""
+    import time
+
+    from index.backend import IndexDoc
+
+    b = _backend(es_url)
+    try:
+        b.upsert(load_corpus()[:3])
+        claim = IndexDoc("claim:77", "claim", "喝苏打水能抗癌", "喝苏打水能抗癌，转给家人", "weibo")
+        b.upsert([claim], refresh=False)
+        assert "claim:77" in dict(b.fingerprints("claim"))  # the consistency check refreshes first: not "missing"
+        b.upsert([IndexDoc("claim:79", "claim", "苏打水", "苏打水抗癌", "weibo")], refresh=False)
+        deadline = time.monotonic() + 10
+        while "claim:79" not in {h.key for h in b.search("苏打水 抗癌", limit=10)}:
+            assert time.monotonic() < deadline, "a claim written without refresh never became searchable"
+            time.sleep(0.2)
+        other = IndexDoc("claim:78", "claim", "吃香蕉能治失眠", "吃香蕉能治失眠", "weibo")
+        b.upsert([other])  # the default still refreshes: searchable when upsert returns
+        assert "claim:78" in {h.key for h in b.search("香蕉 失眠", limit=10)}
+    finally:
+        _drop(b)
+
+
 def test_documents_are_versioned_behind_the_alias(es_url: str) -> None:
     b = _backend(es_url)
     try:
