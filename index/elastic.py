@@ -304,12 +304,11 @@ class ElasticBackend:
                 yield from self._passage_actions(d, self.passages_alias, carried)
 
         self._bulk(actions())
-        if claims_only:
-            if refresh:
-                self._call(self.es.indices.refresh, index=self.alias)
-        else:
+        if not claims_only:
             self._delete_passages(old - {f"{d.key}#{p.position}" for d in docs for p in d.passages})
             self.refresh()
+        elif refresh:
+            self._call(self.es.indices.refresh, index=self.alias)
         return len(docs)
 
     def _passage_ids(self, doc_keys: Sequence[str]) -> set[str]:

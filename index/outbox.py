@@ -129,7 +129,7 @@ def drain(
             ids = [r.id for r in rows]
             try:
                 if upserts:
-                    backend.upsert(upserts) if refresh else backend.upsert(upserts, refresh=False)
+                    backend.upsert(upserts, refresh=refresh)
                 if deletes:
                     backend.delete(deletes)
             except Exception as exc:

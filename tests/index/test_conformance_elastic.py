@@ -5,6 +5,7 @@ The node comes from PIYAO_TEST_ES_URL (`make test` starts one with scripts/elast
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -13,7 +14,7 @@ import pytest
 
 import numpy as np
 
-from index.backend import BackendError
+from index.backend import BackendError, IndexDoc
 from index.elastic import ElasticBackend
 from index.embedded import EmbeddedBackend
 from index.embedding import embed_pending
@@ -118,10 +119,6 @@ def test_search_after_pages_through_everything(es_url: str) -> None:
 
 def test_claims_written_without_refresh_become_searchable_at_the_periodic_refresh(es_url: str) -> None:
     """Partner intake writes claims with refresh=False: no refresh call, the node's own refresh shows them."""
-    import time
-
-    from index.backend import IndexDoc
-
     b = _backend(es_url)
     try:
         b.upsert(load_corpus()[:3])

@@ -28,12 +28,12 @@ class FlakyBackend(EmbeddedBackend):
         self.failures = failures
         self.calls = 0
 
-    def upsert(self, docs: Iterable[IndexDoc]) -> int:
+    def upsert(self, docs: Iterable[IndexDoc], *, refresh: bool = True) -> int:
         self.calls += 1
         if self.failures > 0:
             self.failures -= 1
             raise ConnectionError("index unavailable")
-        return super().upsert(docs)
+        return super().upsert(docs, refresh=refresh)
 
 
 @pytest.fixture
@@ -118,11 +118,11 @@ def test_failure_in_a_later_batch_keeps_earlier_progress(store, tmp_path: Path) 
     class FailSecond(EmbeddedBackend):
         calls = 0
 
-        def upsert(self, docs: Iterable[IndexDoc]) -> int:
+        def upsert(self, docs: Iterable[IndexDoc], *, refresh: bool = True) -> int:
             self.calls += 1
             if self.calls == 2:
                 raise ConnectionError("timeout")
-            return super().upsert(docs)
+            return super().upsert(docs, refresh=refresh)
 
     b = FailSecond(tmp_path / "b.sqlite")
     try:
