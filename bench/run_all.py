@@ -1,17 +1,21 @@
 """Run every benchmark, one after another, and write one JSON summary.
 
     .venv/bin/python bench/run_all.py [--es URL] [--only NAME,...] [--skip NAME,...] [--quick]
-                                      [--out var/bench/summary.json]
+                                      [--update] [--out var/bench/summary.json]
 
 Each benchmark runs as its own process (as a user would run it; see each script's docstring for
 what it measures and the data it reads from ../shared/data), one at a time so they do not compete
-for the two cores; its last stdout line is its JSON result. ``--quick`` runs the smaller sizes
-(for a smoke run; the published figures in docs/benchmarks.md come from full runs). A benchmark
-that fails is recorded with its exit status and the tail of its stderr, and the others still run.
-The GPU fine-tuning benchmark runs only with ``--gpu`` (it needs a CUDA device).
+for the two cores; its last JSON line on stdout is its result, and the JSON lines it printed
+before (per backend, per model, per configuration) are kept as its details. ``--quick`` runs the
+smaller sizes (for a smoke run; the published figures in docs/benchmarks.md come from full runs).
+A benchmark that fails is recorded with its exit status and the tail of its stderr, and the others
+still run. The GPU fine-tuning benchmark runs only with ``--gpu`` (it needs a CUDA device).
+``--update`` starts from the summary already at ``--out`` and replaces only the benchmarks run now
+(so one benchmark can be run again without repeating the hours of the others); each entry says
+when and at which commit it ran.
 
-The summary: {"machine": {...}, "started": ISO time, "benchmarks": {name: {"argv", "seconds",
-"status", "result" | "error"}}}.
+The summary: {"machine": {...}, "started": ISO time, "benchmarks": {name: {"argv", "started",
+"commit", "seconds", "exit_status", "status", "result", "details" | "error"}}}.
 """
 
 from __future__ import annotations
@@ -53,15 +57,41 @@ SCRIPTS = {"import": "import_bench.py", "index": "index_bench.py", "backend_agre
            "daily": "daily.py", "fuzz_api": "fuzz_api.py", "gpu_finetune": "gpu_finetune.py"}
 
 
-def last_json(stdout: str) -> Any:
-    for line in reversed(stdout.strip().splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
+def json_lines(stdout: str) -> list[Any]:
+    """The JSON objects printed on stdout, in order: one per line, or indented over several lines (a
+    document starts with "{" at the start of a line); other lines are progress or prose."""
+    decoder = json.JSONDecoder()
+    found: list[Any] = []
+    pos = 0
+    while pos < len(stdout):
+        end = stdout.find("\n", pos)
+        end = len(stdout) if end < 0 else end
+        if stdout.startswith("{", pos):
             try:
-                return json.loads(line)
+                obj, stop = decoder.raw_decode(stdout, pos)
             except json.JSONDecodeError:
+                pass
+            else:
+                found.append(obj)
+                nl = stdout.find("\n", stop)
+                pos = len(stdout) if nl < 0 else nl + 1
                 continue
-    return None
+        pos = end + 1
+    return found
+
+
+def commit() -> str:
+    """The checked-out commit, with "+changes" when tracked files differ from it ("unknown" outside git)."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=ROOT).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return rev + ("+changes" if dirty else "")
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def main() -> int:
@@ -71,7 +101,9 @@ def main() -> int:
     ap.add_argument("--skip", default="", help="Comma-separated names to leave out.")
     ap.add_argument("--quick", action="store_true", help="Smaller sizes, for a smoke run.")
     ap.add_argument("--gpu", action="store_true", help="Also run the GPU fine-tuning benchmark.")
+    ap.add_argument("--update", action="store_true", help="Keep the other benchmarks' entries of the summary at --out.")
     ap.add_argument("--out", default=str(ROOT / "var" / "bench" / "summary.json"))
+    ap.add_argument("--bench-dir", default=str(ROOT / "bench"), help=argparse.SUPPRESS)  # tests run stand-in scripts
     args = ap.parse_args()
     only = {n for n in args.only.split(",") if n}
     skip = {n for n in args.skip.split(",") if n}
@@ -79,32 +111,45 @@ def main() -> int:
     if unknown:
         print(f"run_all: error: unknown benchmark(s) {', '.join(sorted(unknown))}; known: {', '.join(SCRIPTS)}", file=sys.stderr)
         return 2
+    out = Path(args.out)
     summary: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "quick": args.quick, "benchmarks": {}}
-    out = Path(args.out)
+        "started": now(), "quick": args.quick, "benchmarks": {}}
+    if args.update and out.exists():
+        try:
+            previous = json.loads(out.read_text("utf-8"))
+            summary["benchmarks"] = dict(previous["benchmarks"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"run_all: error: --update: {out} is not a summary this script wrote ({exc})", file=sys.stderr)
+            return 2
+        summary["started"] = previous.get("started", summary["started"])
+        summary["updated"] = now()
     out.parent.mkdir(parents=True, exist_ok=True)
+    rev = commit()
     for name, extra in plan(args.es, args.quick, args.gpu).items():
         if (only and name not in only) or name in skip:
             continue
-        script = ROOT / "bench" / SCRIPTS[name]
+        script = Path(args.bench_dir) / SCRIPTS[name]
         if not script.exists():
             summary["benchmarks"][name] = {"status": "missing", "error": f"{script.name} not found"}
             continue
         argv = [sys.executable, str(script), *extra]
         print(f"run_all: {name}: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
         t0 = time.monotonic()
+        entry: dict[str, Any] = {"argv": argv[1:], "started": now(), "commit": rev}
         proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
-        entry: dict[str, Any] = {"argv": argv[1:], "seconds": round(time.monotonic() - t0, 1), "exit_status": proc.returncode}
-        result = last_json(proc.stdout)
-        if proc.returncode == 0 and result is not None:
-            entry |= {"status": "ok", "result": result}
+        entry |= {"seconds": round(time.monotonic() - t0, 1), "exit_status": proc.returncode}
+        printed = json_lines(proc.stdout)
+        if proc.returncode == 0 and printed:
+            entry |= {"status": "ok", "result": printed[-1]}
+            if len(printed) > 1:
+                entry["details"] = printed[:-1]
         else:
             entry |= {"status": "failed", "error": proc.stderr.strip()[-2000:]}
         summary["benchmarks"][name] = entry
         out.write_text(json.dumps(summary, ensure_ascii=False, indent=1))  # kept after each, so nothing is lost
         print(f"run_all: {name}: {entry['status']} in {entry['seconds']} s", file=sys.stderr, flush=True)
-    summary["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    summary["finished"] = now()
     out.write_text(json.dumps(summary, ensure_ascii=False, indent=1))
     print(json.dumps(summary, ensure_ascii=False))
     return 0 if all(b.get("status") == "ok" for b in summary["benchmarks"].values()) else 1
