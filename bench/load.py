@@ -50,6 +50,7 @@ import platform
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -221,6 +222,20 @@ def _env(data: Path, backend: str, es: str | None) -> dict[str, str]:
     return env
 
 
+def _drop_es_indices(es: str) -> list[str]:
+    """Delete this run's Elasticsearch indices (claims and passages, every generation); their names."""
+    from elasticsearch import Elasticsearch
+
+    client = Elasticsearch([es])
+    try:
+        names = sorted(client.indices.get(index=f"piyaoload{os.getpid()}*", expand_wildcards="all", ignore_unavailable=True))
+        for name in names:
+            client.options(ignore_status=404).indices.delete(index=name)
+        return names
+    finally:
+        client.close()
+
+
 def _piyao(data: Path, env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "-c", "import pipeline; pipeline.main()", "--data-dir", str(data), *args],
                    cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -251,21 +266,26 @@ def prepare(data: Path, backend: str, es: str | None, debunk_files: list[str], w
     proc = subprocess.Popen([sys.executable, "-c", "import pipeline; pipeline.main()", "--data-dir", str(data), "serve",
                              "--port", str(port), "--workers", str(workers)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(url + "/login", timeout=2).read()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        raise SystemExit(f"piyao serve did not start: {(data / 'server.log').read_text(errors='replace')[-2000:]}")
-    # Fill the queue through the API itself (and warm the models): 300 claims, 10 per call; then the
-    # texts the day saw before the load's window (--intake-mix stream).
-    rnd = random.Random(11)
-    _post_items(url, [{"external_id": f"warm-{i}", "text": _variant(rnd, rnd.choice(STATE["texts"]))} for i in range(300)], batch=10)
-    if STATE["intake_mix"] == "stream":
-        _post_items(url, STATE["setup_items"])
-        STATE["window"] = list(reversed(STATE["window_items"]))  # pop() takes them in stream order
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(url + "/login", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise SystemExit(f"piyao serve did not start: {(data / 'server.log').read_text(errors='replace')[-2000:]}")
+        # Fill the queue through the API itself (and warm the models): 300 claims, 10 per call; then the
+        # texts the day saw before the load's window (--intake-mix stream).
+        rnd = random.Random(11)
+        _post_items(url, [{"external_id": f"warm-{i}", "text": _variant(rnd, rnd.choice(STATE["texts"]))} for i in range(300)], batch=10)
+        if STATE["intake_mix"] == "stream":
+            _post_items(url, STATE["setup_items"])
+            STATE["window"] = list(reversed(STATE["window_items"]))  # pop() takes them in stream order
+    except BaseException:  # a failed set-up or SIGTERM: the server must not outlive the run
+        proc.terminate()
+        proc.wait(timeout=30)
+        raise
     STATE["intake_items"] = 0
     return proc, url
 
@@ -332,6 +352,9 @@ def main() -> None:
     ap.add_argument("--keep", metavar="DIR", help="set up and keep the data dirs under DIR (one per backend) instead of a temporary dir")
     ap.add_argument("--out", default=str(ROOT / "var" / "bench" / "load.json"))
     args = ap.parse_args()
+    # SIGTERM ends the run like Ctrl-C: through the finally clauses that stop the server and delete the run's
+    # data dir and Elasticsearch indices.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     STATE["intake_mix"] = args.intake_mix
     files = args.debunks or sorted(glob.glob(str(ROOT.parent / "shared" / "data" / "debunks" / "*.csv"))) or [str(ROOT / "demo" / "debunks.jsonl")]
     STATE["texts"] = _texts()
@@ -349,26 +372,30 @@ def main() -> None:
             data = Path(args.keep) / backend if args.keep else Path(tmp) / "data"
             if args.keep:
                 shutil.rmtree(data, ignore_errors=True)
-            t0 = time.monotonic()
-            proc, url = prepare(data, backend, args.es, files, args.workers)
-            setup_s = time.monotonic() - t0
-            before = _claims_after(data, backend, args.es, None)["max_id"]
-            cpu0, wall0 = _cpu_seconds(proc.pid), time.monotonic()
-            own0 = os.times()
             try:
-                stats = run_load(url, args.users, args.seconds)
-                own1 = os.times()
-                wall = time.monotonic() - wall0
-                stats["cpu"] = {"cores": os.cpu_count(), "wall_seconds": round(wall, 1),
-                                "server_cores_busy": round((_cpu_seconds(proc.pid) - cpu0) / wall, 2),
-                                "load_generator_cores_busy": round((own1.user + own1.system - own0.user - own0.system) / wall, 2)}
-                stats["server_rss_mb"] = round(_rss_bytes(proc.pid) / 2**20)
+                t0 = time.monotonic()
+                proc, url = prepare(data, backend, args.es, files, args.workers)
+                setup_s = time.monotonic() - t0
+                before = _claims_after(data, backend, args.es, None)["max_id"]
+                cpu0, wall0 = _cpu_seconds(proc.pid), time.monotonic()
+                own0 = os.times()
+                try:
+                    stats = run_load(url, args.users, args.seconds)
+                    own1 = os.times()
+                    wall = time.monotonic() - wall0
+                    stats["cpu"] = {"cores": os.cpu_count(), "wall_seconds": round(wall, 1),
+                                    "server_cores_busy": round((_cpu_seconds(proc.pid) - cpu0) / wall, 2),
+                                    "load_generator_cores_busy": round((own1.user + own1.system - own0.user - own0.system) / wall, 2)}
+                    stats["server_rss_mb"] = round(_rss_bytes(proc.pid) / 2**20)
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=30)
+                stats["setup_seconds"] = round(setup_s, 1)
+                stats["intake_items_sent"] = STATE["intake_items"]
+                stats["intake_claims"] = _claims_after(data, backend, args.es, before)
             finally:
-                proc.terminate()
-                proc.wait(timeout=30)
-            stats["setup_seconds"] = round(setup_s, 1)
-            stats["intake_items_sent"] = STATE["intake_items"]
-            stats["intake_claims"] = _claims_after(data, backend, args.es, before)
+                if backend == "elasticsearch" and not args.keep:  # a kept data dir still needs its indices
+                    _drop_es_indices(args.es)
             result["backends"][backend] = stats
             print(f"load: {backend}: {stats['total']}", file=sys.stderr)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

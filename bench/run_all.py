@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -136,16 +137,32 @@ def main() -> int:
         argv = [sys.executable, str(script), *extra]
         print(f"run_all: {name}: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
         t0 = time.monotonic()
-        entry: dict[str, Any] = {"argv": argv[1:], "started": now(), "commit": rev}
-        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+        shown = script.relative_to(ROOT).as_posix() if script.is_relative_to(ROOT) else script.name
+        entry: dict[str, Any] = {"argv": [shown, *extra], "started": now(), "commit": rev}
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            stdout, stderr = proc.communicate()
+        except BaseException:  # Ctrl-C or SIGTERM: the benchmark is stopped the same way, so it cleans up
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+            entry |= {"seconds": round(time.monotonic() - t0, 1), "exit_status": proc.returncode, "status": "stopped"}
+            summary["benchmarks"][name] = entry
+            summary["stopped"] = now()
+            out.write_text(json.dumps(summary, ensure_ascii=False, indent=1))
+            print(f"run_all: stopped during {name}; the summary so far is in {out}", file=sys.stderr, flush=True)
+            raise
         entry |= {"seconds": round(time.monotonic() - t0, 1), "exit_status": proc.returncode}
-        printed = json_lines(proc.stdout)
+        printed = json_lines(stdout)
         if proc.returncode == 0 and printed:
             entry |= {"status": "ok", "result": printed[-1]}
             if len(printed) > 1:
                 entry["details"] = printed[:-1]
         else:
-            entry |= {"status": "failed", "error": proc.stderr.strip()[-2000:]}
+            entry |= {"status": "failed", "error": stderr.strip()[-2000:]}
         summary["benchmarks"][name] = entry
         out.write_text(json.dumps(summary, ensure_ascii=False, indent=1))  # kept after each, so nothing is lost
         print(f"run_all: {name}: {entry['status']} in {entry['seconds']} s", file=sys.stderr, flush=True)
@@ -156,4 +173,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # SIGTERM stops the run like Ctrl-C: the running benchmark is stopped and the summary so far is kept.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -7,8 +7,10 @@ after each); the real benchmarks need ../shared and take hours.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,3 +74,36 @@ def test_clear_errors(tmp_path: Path) -> None:
     assert bad.read_text("utf-8") == "not json"  # nothing lost
     proc = run_all(tmp_path, tmp_path / "s.json", "--only", "import")  # no import_bench.py in tmp_path
     assert proc.returncode == 1 and json.loads((tmp_path / "s.json").read_text("utf-8"))["benchmarks"]["import"]["status"] == "missing"
+
+
+def test_sigterm_stops_the_running_benchmark_and_keeps_the_summary(tmp_path: Path) -> None:
+    bench, out = tmp_path / "bench", tmp_path / "summary.json"
+    script(bench, "import_bench.py", 'print(json.dumps({"summary": "import"}))\n')
+    # A benchmark that cleans up when stopped as a user would stop it (SIGTERM), as the real ones do.
+    script(bench, "index_bench.py", f'''import pathlib, signal, time
+def stopped(*_):
+    pathlib.Path({str(tmp_path / "cleaned")!r}).write_text("yes")
+    sys.exit(143)
+signal.signal(signal.SIGTERM, stopped)
+pathlib.Path({str(tmp_path / "running")!r}).write_text("yes")
+time.sleep(60)
+''')
+    argv = [sys.executable, str(ROOT / "bench" / "run_all.py"), "--bench-dir", str(bench), "--out", str(out), "--only", "import,index,crawl"]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(300):
+            if (tmp_path / "running").exists():
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert (tmp_path / "cleaned").read_text() == "yes"  # the benchmark was stopped, not orphaned
+    summary = json.loads(out.read_text("utf-8"))
+    assert summary["benchmarks"]["import"]["result"] == {"summary": "import"}
+    assert summary["benchmarks"]["index"]["status"] == "stopped" and summary["benchmarks"]["index"]["exit_status"] == 143
+    assert "crawl" not in summary["benchmarks"] and summary["stopped"]
+    assert "Traceback" not in err and "stopped during index" in err
