@@ -242,7 +242,9 @@ class IndexOutbox(Base):
     """A pending write to the search index; drained by `piyao index`."""
 
     __tablename__ = "index_outbox"
-    __table_args__ = (Index("ix_outbox_doc", "doc_kind", "doc_id"),)
+    # AUTOINCREMENT: SQLite would hand a freed id to the next write, and a drain deletes the rows it indexed
+    # by id (migration 0009 says how that lost writes).
+    __table_args__ = (Index("ix_outbox_doc", "doc_kind", "doc_id"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     doc_kind: Mapped[str] = mapped_column(String(10))  # debunk | claim

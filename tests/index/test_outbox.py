@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -178,3 +179,45 @@ def test_backlog_counts_rows(store) -> None:
     assert backlog(store) == 2
     with store.session() as s:
         assert s.scalar(select(func.count()).select_from(IndexOutbox)) == 2
+
+
+class PausedBackend(EmbeddedBackend):
+    """A real embedded index whose upserts wait until ``go`` is set (``entered`` says one is waiting)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.entered, self.go = threading.Event(), threading.Event()
+
+    def upsert(self, docs: Iterable[IndexDoc], *, refresh: bool = True) -> int:
+        self.entered.set()
+        assert self.go.wait(30)
+        return super().upsert(docs, refresh=refresh)
+
+
+def test_a_slow_drain_never_deletes_a_later_write_that_took_a_freed_id(store, tmp_path: Path) -> None:
+    # Two drains at once (two intake requests): the slow one read row 1 (claim A); the fast one indexes A
+    # and deletes row 1; claim B is written next. On SQLite without AUTOINCREMENT B's row took id 1 again,
+    # and the slow drain's delete of "its" row 1 removed B's write: B stayed in the store, out of the index,
+    # not pending (tests/faults/test_fault_kill_server.py caught it after a kill -9).
+    with store.session() as s:
+        a, _ = add_claim(s, ClaimIn(source="weibo", text="隔夜菜千万不能吃，吃了会致癌"))
+    shared = tmp_path / "index.sqlite"
+    slow, fast = PausedBackend(shared), EmbeddedBackend(shared)
+    try:
+        t = threading.Thread(target=drain, args=(store, slow))
+        t.start()
+        assert slow.entered.wait(30)
+        assert drain(store, fast) == 1 and backlog(store) == 0
+        with store.session() as s:
+            b, _ = add_claim(s, ClaimIn(source="weibo", text="手机放在枕边充电，辐射会导致脑瘤"))
+        slow.go.set()
+        t.join(30)
+        assert not t.is_alive()
+        # B was indexed (the slow drain goes on to the rows written meanwhile) or is still pending, never dropped.
+        drain(store, fast)
+        assert backlog(store) == 0
+        assert fast.keys("claim") == {f"claim:{a.id}", f"claim:{b.id}"}
+    finally:
+        slow.go.set()
+        slow.close()
+        fast.close()
